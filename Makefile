@@ -1,0 +1,16 @@
+# The two commands of the README. Both set up .venv first, so they work on a fresh machine.
+.PHONY: demo test lint bench
+
+demo:
+	scripts/setup.sh
+	.venv/bin/goodhartlab demo
+
+test:
+	scripts/setup.sh --dev
+	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/mypy
+	.venv/bin/python -m pytest
+
+bench:
+	scripts/setup.sh
+	.venv/bin/python benchmarks/bench_bestofn.py

@@ -1,0 +1,130 @@
+"""The `goodhartlab` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_OUT = Path("goodhartlab-out")
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from goodhartlab.lab import plots
+    from goodhartlab.measure import find_onset, find_peak, fit_law, read_run_log
+
+    log = read_run_log(args.log, gold_key=args.gold_key)
+    rows = log.has_gold
+    seeds = log.seed[rows]
+    fit = fit_law(log.kl[rows], log.gold[rows], args.form, max_kl=args.max_kl,
+                  groups=seeds if np.unique(seeds).size > 1 else None, seed=args.seed)
+    curve = log.curve()
+    peak, onset = find_peak(curve), find_onset(curve)
+    plot_path = Path(args.plot) if args.plot else Path(args.log).with_suffix(".fit.png")
+    figure, gold_axis, proxy_axis = plots.new_figure()
+    plots.draw_curve(gold_axis, proxy_axis, curve, Path(args.log).stem, "C0", peak, onset)
+    plots.draw_law(gold_axis, fit.to_dict(), float(curve.pressure.max()), "C3", f"{args.form} law")
+    plots.finish(figure, gold_axis, proxy_axis, "kl")
+    figure.savefig(plot_path)
+    result = {**fit.to_dict(), "onset_kl": onset.pressure, "observed_peak_kl": peak.pressure,
+              "observed_peak_gold": peak.gold, "plot": str(plot_path), "notes": log.notes}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    low, high = fit.peak_kl_ci
+    print(f"{args.log}: {fit.points} points with gold, {fit.groups} bootstrap groups")
+    for note in log.notes:
+        print(f"  converted {note}")
+    print(f"  law ({args.form}): R(d) = {fit.intercept:+.4g} + d·({fit.alpha:.4g} − {fit.beta:.4g}·"
+          f"{'d' if args.form == 'bon' else 'log d'}),  d = √KL")
+    print(f"  α = {fit.alpha:.4g} {_ci(fit.alpha_ci)}   β = {fit.beta:.4g} {_ci(fit.beta_ci)}")
+    if fit.peak_kl is None:
+        print("  the fitted law has no peak (β ≤ 0): gold has not turned down in these data")
+    else:
+        print(f"  fitted peak: KL = {fit.peak_kl:.4g} nats {_ci((low, high))}, gold = "
+              f"{fit.peak_gold:.4g}")
+    print(f"  observed peak: KL = {peak.pressure:.4g}, gold = {peak.gold:.4g}")
+    print(f"  onset: {'none' if onset.pressure is None else f'KL = {onset.pressure:.4g}'}")
+    if fit.extrapolation is not None:
+        e = fit.extrapolation
+        print(f"  extrapolation beyond KL {args.max_kl}: RMSE {e.rmse:.4g} on {e.points_beyond} "
+              f"points; observed peak {e.observed_peak_kl:.4g} "
+              f"{'inside' if e.peak_in_interval else 'outside'} the predicted interval")
+    print(f"  plot: {plot_path}")
+    return 0
+
+
+def _ci(interval: tuple[float, float]) -> str:
+    return f"[{interval[0]:.4g}, {interval[1]:.4g}]"
+
+
+def _report(args: argparse.Namespace) -> int:
+    from goodhartlab.lab.report import build_report
+
+    print(build_report(args.store, args.out))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from goodhartlab.lab.demo import run_demo
+
+    report, summary = run_demo(args.out, workers=args.workers, progress=not args.quiet)
+    print(f"{summary.ran} runs done, {summary.skipped} already in the store "
+          f"({summary.seconds:.1f} s)", file=sys.stderr)
+    print(report.resolve())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="goodhartlab", description="Measure, detect and "
+                                     "mitigate reward hacking: proxy up, gold down.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fit = commands.add_parser("fit", help="fit an over-optimization law to a run log")
+    fit.add_argument("log", help="CSV, JSONL or TRL trainer_state.json with step, kl (nats per "
+                     "sequence), proxy, gold")
+    fit.add_argument("--form", choices=("bon", "rl"), default="rl",
+                     help="bon: d(α − βd); rl: d(α − β log d); d = √KL (default rl)")
+    fit.add_argument("--max-kl", type=float, default=None,
+                     help="fit only points with KL <= this and report the extrapolation error")
+    fit.add_argument("--gold-key", default=None, help="TRL logs: the key holding gold")
+    fit.add_argument("--plot", default=None, help="where to write the plot (default: LOG.fit.png)")
+    fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    fit.add_argument("--json", action="store_true", help="print one JSON object")
+    fit.set_defaults(handler=_fit)
+
+    report = commands.add_parser("report", help="build the HTML report from a results store")
+    report.add_argument("--store", default=str(DEFAULT_OUT / "results.sqlite"))
+    report.add_argument("--out", default=str(DEFAULT_OUT / "report.html"))
+    report.set_defaults(handler=_report)
+
+    demo = commands.add_parser("demo", help="run the demo studies and write the report")
+    demo.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")
+    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from goodhartlab.measure.runlog import RunLogError
+    from goodhartlab.measure.scaling import FitError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (RunLogError, FitError, FileNotFoundError, ValueError) as error:
+        print(f"goodhartlab {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"goodhartlab {args.command}: interrupted; finished runs are kept in the store, "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""`goodhartlab demo`: the synthetic Goodhart studies, stored and reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from goodhartlab.lab.report import build_report
+from goodhartlab.lab.runner import RunSpec, SweepSummary, run_sweep
+from goodhartlab.lab.store import ResultsStore
+
+SEEDS = (0, 1, 2)
+TASKS = "goodhartlab.lab.studies"
+
+STUDIES = {
+    "bestofn-goodhart": (
+        "Best-of-n: regressional vs extremal Goodhart",
+        "Gold ~ N(0,1); the proxy adds Gaussian noise (regressional) or Student-t(1.5) noise "
+        "(extremal). Best-of-n over a pool of 2,048 per prompt, 200 prompts, unbiased estimator. "
+        "Regressional gold rises monotonically (e_n/√2); extremal gold peaks near n = 16 and "
+        "falls back toward 0. The dotted lines are the fitted best-of-n law on all data and on "
+        "early data only (n ≤ 16, shaded), whose predicted peak is checked against the later "
+        "points.",
+        {"log_x": False},
+    ),
+    "ensembles": (
+        "Reward-model ensembles: independent vs shared errors",
+        "Five proxies = gold + heavy-tailed error, the errors sharing a component of weight ρ. "
+        "Members are normalized (median/IQR) on reference samples before aggregation. With "
+        "independent errors, worst-case and uncertainty-weighted (λ = 0.5) aggregation keep "
+        "gold rising while a single member and the mean over-optimize (Coste et al. 2023); "
+        "with shared errors the advantage disappears (Eisenstein et al. 2023).",
+        {"log_x": False},
+    ),
+    "transitions": (
+        "Phase transitions: sharp drop, gradual decline, control",
+        "Planted capability sweeps (5 seeds each): gold falls sharply between two levels, "
+        "declines gradually by the same amount, or keeps rising with the proxy (control). "
+        "The transition test should flag only the sharp drop. The summary row gives its "
+        "detection and false-positive rates over 200 planted curves of each kind.",
+        {"log_x": False, "draw_laws": False},
+    ),
+}
+
+
+def demo_runs() -> list[RunSpec]:
+    runs = [RunSpec("bestofn-goodhart", variant, f"{TASKS}:bestofn_goodhart", {"noise": noise}, seed)
+            for variant, noise in (("regressional", "gaussian"), ("extremal", "student_t"))
+            for seed in SEEDS]
+    runs += [RunSpec("ensembles", aggregation, f"{TASKS}:ensemble_goodhart",
+                     {"aggregation": aggregation, "shared": shared}, seed)
+             for shared in (0.0, 0.5, 0.9)
+             for aggregation in ("single", "mean", "worst", "uncertainty")
+             for seed in SEEDS]
+    runs += [RunSpec("transitions", kind, f"{TASKS}:planted_transition", {"kind": kind}, seed)
+             for kind in ("sharp", "gradual", "none") for seed in range(5)]
+    runs.append(RunSpec("transitions", "detector rates", f"{TASKS}:detector_rates", {}, 0))
+    return runs
+
+
+def run_demo(out_dir: str | Path, *, workers: int = 2, progress: bool = True) -> tuple[Path, SweepSummary]:
+    out = Path(out_dir)
+    store_path = out / "results.sqlite"
+    with ResultsStore(store_path) as store:
+        for study, (title, description, meta) in STUDIES.items():
+            store.add_study(study, title, description, meta)
+    summary = run_sweep(demo_runs(), store_path, workers=workers, progress=progress,
+                        description="demo runs")
+    return build_report(store_path, out / "report.html"), summary

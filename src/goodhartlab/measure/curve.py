@@ -1,0 +1,87 @@
+"""A curve: proxy and gold against pressure, one row per seed (missing gold allowed)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Proxy and gold on a common pressure grid; arrays are (seeds, levels), NaN where not measured."""
+
+    pressure: NDArray[np.float64]
+    proxy: NDArray[np.float64]
+    gold: NDArray[np.float64]
+    pressure_kind: str = "kl"
+
+    def __post_init__(self) -> None:
+        levels = self.pressure.shape[0]
+        for name in ("proxy", "gold"):
+            values = getattr(self, name)
+            if values.ndim != 2 or values.shape[1] != levels:
+                raise ValueError(f"{name} must have shape (seeds, {levels}), got {values.shape}")
+        if levels < 2 or np.any(np.diff(self.pressure) <= 0):
+            raise ValueError("pressure must hold at least 2 strictly increasing levels")
+        if np.isinf(self.proxy).any() or np.isinf(self.gold).any():
+            raise ValueError("proxy and gold must be finite (NaN marks a level that was not measured)")
+        if np.isnan(self.gold).all(axis=0).any():
+            missing = self.pressure[np.isnan(self.gold).all(axis=0)]
+            raise ValueError(f"no seed has gold at pressure {missing.tolist()}; drop those levels")
+
+    @classmethod
+    def from_points(cls, pressure: ArrayLike, proxy: ArrayLike, gold: ArrayLike,
+                    seed: ArrayLike | None = None, pressure_kind: str = "kl") -> Curve:
+        """Gather flat (pressure, proxy, gold, seed) points onto the grid of distinct pressures."""
+        x = np.asarray(pressure, dtype=np.float64)
+        seeds = np.zeros(x.size, dtype=np.int64) if seed is None else np.asarray(seed)
+        levels, level_index = np.unique(x, return_inverse=True)
+        seed_ids, seed_index = np.unique(seeds, return_inverse=True)
+        grids = []
+        for values in (proxy, gold):
+            grid = np.full((seed_ids.size, levels.size), np.nan)
+            grid[seed_index, level_index] = np.asarray(values, dtype=np.float64)
+            grids.append(grid)
+        return cls(levels, grids[0], grids[1], pressure_kind)
+
+    @property
+    def seeds(self) -> int:
+        return int(self.gold.shape[0])
+
+    def mean_gold(self) -> NDArray[np.float64]:
+        return np.nanmean(self.gold, axis=0)
+
+    def mean_proxy(self) -> NDArray[np.float64]:
+        with warnings.catch_warnings():  # a level where no seed logged the proxy stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(self.proxy, axis=0)
+
+    def resample_seeds(self, rng: np.random.Generator) -> Curve:
+        rows = rng.integers(0, self.seeds, self.seeds)
+        gold = self.gold[rows]
+        if np.isnan(gold).all(axis=0).any():  # a resample lost a level: keep the original rows
+            return self
+        return Curve(self.pressure, self.proxy[rows], gold, self.pressure_kind)
+
+    def gold_noise(self) -> NDArray[np.float64]:
+        """Standard error of the mean gold at each level.
+
+        Several seeds: the within-level variance pooled over levels, divided by the seeds present.
+        One seed: σ from the median absolute second difference (white noise has Var = 6σ²), which
+        a single sharp drop barely moves.
+        """
+        present = (~np.isnan(self.gold)).sum(axis=0)
+        if self.seeds >= 2 and (present >= 2).any():
+            deviations = self.gold - self.mean_gold()
+            dof = max(int((present[present >= 2] - 1).sum()), 1)
+            sigma = np.sqrt(np.nansum(deviations[:, present >= 2] ** 2) / dof)
+            return sigma / np.sqrt(np.maximum(present, 1))
+        series = self.mean_gold()
+        if series.size < 4:
+            return np.zeros_like(series)
+        second = np.diff(series, 2)
+        sigma = 1.4826 * np.median(np.abs(second - np.median(second))) / np.sqrt(6.0)
+        return np.full_like(series, sigma)

@@ -1,0 +1,268 @@
+"""Run logs: one row per evaluation point (step, kl in nats per sequence, proxy, gold, ...).
+
+Readers accept CSV, JSONL and a TRL `trainer_state.json`. A bad file is rejected with a
+message naming the file, the row and the field, because a fit of a silently mangled log is
+worse than no fit. Gold may be missing between gold evaluations (an empty cell or a missing
+key); NaN or infinite values are errors, never skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from goodhartlab.measure.curve import Curve
+from goodhartlab.measure.kl import to_nats_per_sequence
+
+REQUIRED = ("step", "kl", "proxy", "gold")
+OPTIONAL_NUMBERS = ("length", "seed")
+COLUMNS = (*REQUIRED, *OPTIONAL_NUMBERS, "ensemble_scores", "pressure_kind")
+
+
+class RunLogError(ValueError):
+    """A run log that cannot be read; the message says where and what to do."""
+
+    def __init__(self, path: str | Path, message: str, row: str | None = None,
+                 field: str | None = None) -> None:
+        where = ", ".join(part for part in (row, f"field '{field}'" if field else None) if part)
+        super().__init__(f"{path}: {where + ': ' if where else ''}{message}")
+        self.path, self.row, self.field = str(path), row, field
+
+
+@dataclass(frozen=True)
+class RunLog:
+    path: str
+    step: NDArray[np.float64]
+    kl: NDArray[np.float64]
+    proxy: NDArray[np.float64]  # NaN where not logged
+    gold: NDArray[np.float64]  # NaN between gold evaluations
+    length: NDArray[np.float64]
+    seed: NDArray[np.int64]
+    pressure_kind: str = "kl"
+    ensemble_scores: list[list[float] | None] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # unit conversions applied on ingest
+
+    def __len__(self) -> int:
+        return int(self.step.size)
+
+    @property
+    def has_gold(self) -> NDArray[np.bool_]:
+        return ~np.isnan(self.gold)
+
+    def curve(self) -> Curve:
+        """The gold-evaluated rows as a curve against KL.
+
+        Seeds that log the same steps are aligned by step, at the mean KL of that step (or at the
+        step itself where mean KL does not increase with it). Otherwise the rows are pooled and
+        rows with equal KL averaged.
+        """
+        rows = self.has_gold
+        kl, proxy, gold = self.kl[rows], self.proxy[rows], self.gold[rows]
+        steps, seeds = self.step[rows], self.seed[rows]
+        seed_ids = np.unique(seeds)
+        aligned = seed_ids.size > 1 and len({tuple(np.sort(steps[seeds == s])) for s in seed_ids}) == 1
+        if aligned:
+            _, index = np.unique(steps, return_inverse=True)
+            mean_kl = np.bincount(index, weights=kl) / np.bincount(index)
+            pressure = mean_kl[index] if np.all(np.diff(mean_kl) > 0) else steps
+            return Curve.from_points(pressure, proxy, gold, seeds, self.pressure_kind)
+        levels, index = np.unique(kl, return_inverse=True)
+        counts = np.bincount(index)
+        with np.errstate(invalid="ignore"):
+            mean_proxy = np.bincount(index, weights=np.nan_to_num(proxy)) / np.bincount(
+                index, weights=~np.isnan(proxy))
+        mean_gold = np.bincount(index, weights=gold) / counts
+        return Curve(levels, mean_proxy[None, :], mean_gold[None, :], self.pressure_kind)
+
+
+def _number(path: Path, row: str, name: str, raw: Any, *, required: bool) -> float:
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+        if required:
+            raise RunLogError(path, "is missing; every row needs it", row, name)
+        return math.nan
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise RunLogError(path, f"expected a number, got {json.dumps(raw)[:40]}", row, name)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RunLogError(path, f"expected a number, got {str(raw)[:40]!r}", row, name) from None
+    if not math.isfinite(value):
+        hint = " (leave it empty where gold was not evaluated)" if name == "gold" else ""
+        raise RunLogError(path, f"value {raw!r} is not finite; NaN and infinite rewards are "
+                          f"reported, never averaged{hint}", row, name)
+    return value
+
+
+def _ensemble(path: Path, row: str, raw: Any) -> list[float] | None:
+    if raw is None or raw == "":
+        return None
+    values = raw
+    if isinstance(raw, str):
+        try:
+            values = json.loads(raw)
+        except json.JSONDecodeError:
+            raise RunLogError(path, "expected a JSON list of member scores such as [0.1, 0.3]",
+                              row, "ensemble_scores") from None
+    if not isinstance(values, list) or not values:
+        raise RunLogError(path, "expected a non-empty list of member scores", row, "ensemble_scores")
+    return [_number(path, row, f"ensemble_scores[{i}]", v, required=True) for i, v in enumerate(values)]
+
+
+def _build(path: Path, rows: Iterator[tuple[str, Mapping[str, Any]]], notes: list[str]) -> RunLog:
+    columns: dict[str, list[float]] = {name: [] for name in (*REQUIRED, *OPTIONAL_NUMBERS)}
+    ensembles: list[list[float] | None] = []
+    kinds: set[str] = set()
+    for label, record in rows:
+        for name in REQUIRED:
+            columns[name].append(_number(path, label, name, record.get(name),
+                                         required=name in ("step", "kl")))
+        columns["length"].append(_number(path, label, "length", record.get("length"), required=False))
+        seed = _number(path, label, "seed", record.get("seed"), required=False)
+        if not math.isnan(seed) and seed != int(seed):
+            raise RunLogError(path, f"a seed must be a whole number, got {seed}", label, "seed")
+        columns["seed"].append(0.0 if math.isnan(seed) else seed)
+        ensembles.append(_ensemble(path, label, record.get("ensemble_scores")))
+        kind = record.get("pressure_kind")
+        if kind not in (None, ""):
+            kinds.add(str(kind))
+    if not columns["step"]:
+        raise RunLogError(path, "holds no rows; a run log needs one row per evaluation point with "
+                          f"the fields {', '.join(REQUIRED)}")
+    if len(kinds) > 1:
+        raise RunLogError(path, f"mixes pressure kinds {sorted(kinds)}; split it into one log per kind",
+                          field="pressure_kind")
+    gold = np.array(columns["gold"])
+    if np.isnan(gold).all():
+        raise RunLogError(path, "no row has a gold score, so nothing can be fitted; log the gold "
+                          "reward at least at some evaluation steps", field="gold")
+    return RunLog(path=str(path), step=np.array(columns["step"]), kl=np.array(columns["kl"]),
+                  proxy=np.array(columns["proxy"]), gold=gold, length=np.array(columns["length"]),
+                  seed=np.array(columns["seed"], dtype=np.int64),
+                  pressure_kind=kinds.pop() if kinds else "kl", ensemble_scores=ensembles,
+                  notes=notes)
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    if not header:
+        raise RunLogError(path, f"is empty; expected a header with the columns {', '.join(REQUIRED)}")
+    names = [name.strip() for name in header]
+    missing = [name for name in REQUIRED if name not in names]
+    if missing:
+        raise RunLogError(path, f"the header lacks the column(s) {', '.join(missing)} "
+                          f"(found: {', '.join(names)[:200]}); KL must be in nats per sequence",
+                          "line 1", missing[0])
+    for record in reader:
+        line = f"line {reader.line_num}"
+        if None in record:
+            raise RunLogError(path, f"has {len(header) + len(record[None])} cells but the header "
+                              f"names {len(header)}", line)  # type: ignore[index]
+        yield line, {key.strip(): value for key, value in record.items()}
+
+
+def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        label = f"line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise RunLogError(path, f"is not valid JSON ({error.msg} at column {error.colno})",
+                              label) from None
+        if not isinstance(record, dict):
+            raise RunLogError(path, f"expected a JSON object per line, got {type(record).__name__}",
+                              label)
+        missing = [name for name in REQUIRED if name not in record]
+        if missing and not (missing == ["gold"]):  # gold may be absent between evaluations
+            raise RunLogError(path, f"lacks the key(s) {', '.join(missing)}", label, missing[0])
+        yield label, record
+
+
+def _trl_rows(path: Path, state: Mapping[str, Any], gold_key: str | None,
+              notes: list[str]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    history = state.get("log_history")
+    if not isinstance(history, list):
+        raise RunLogError(path, "has no 'log_history' list; is this a TRL/transformers "
+                          "trainer_state.json?", field="log_history")
+    noted: set[str] = set()
+    for index, entry in enumerate(history):
+        label = f"log_history[{index}]"
+        if not isinstance(entry, dict):
+            raise RunLogError(path, f"expected an object, got {type(entry).__name__}", label)
+        if "objective/kl" in entry:  # PPO and Online DPO: already a sequence sum
+            kl = entry["objective/kl"]
+        elif "kl" in entry:  # GRPO and RLOO: a masked per-token mean
+            length = entry.get("completions/mean_length")
+            if length is None:
+                raise RunLogError(path, "'kl' is a per-token mean in GRPO/RLOO logs and needs "
+                                  "'completions/mean_length' in the same entry to become nats per "
+                                  "sequence", label, "completions/mean_length")
+            per_token = _number(path, label, "kl", entry["kl"], required=True)
+            mean_length = _number(path, label, "completions/mean_length", length, required=True)
+            kl = float(to_nats_per_sequence(per_token, "nats_per_token", mean_length))
+            if "kl" not in noted:
+                notes.append("kl: per-token mean × completions/mean_length → nats per sequence")
+                noted.add("kl")
+        else:
+            continue  # a summary or eval-only entry: not an evaluation point of the policy
+        gold_name = gold_key or next((k for k in entry if "gold" in k.lower()), None)
+        proxy_name = next((k for k in ("objective/scores", "reward") if k in entry), None)
+        yield label, {
+            "step": entry.get("step"), "kl": kl,
+            "proxy": entry.get(proxy_name) if proxy_name else None,
+            "gold": entry.get(gold_name) if gold_name else None,
+            "length": entry.get("completions/mean_length"),
+        }
+
+
+def read_run_log(path: str | Path, *, gold_key: str | None = None) -> RunLog:
+    """Read a CSV, JSONL or TRL trainer_state.json run log.
+
+    In a TRL log, gold is the first key containing 'gold' (for instance the weight-0 reward
+    function `rewards/gold/mean`) unless `gold_key` names it.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunLogError(source, "no such file") from None
+    except IsADirectoryError:
+        raise RunLogError(source, "is a directory; pass the log file itself") from None
+    except UnicodeDecodeError as error:
+        raise RunLogError(source, f"is not UTF-8 text (byte {error.start}); export the log as CSV "
+                          "or JSONL") from None
+    if not text.strip():
+        raise RunLogError(source, f"is empty; expected rows with {', '.join(REQUIRED)}")
+    suffix = source.suffix.lower()
+    notes: list[str] = []
+    try:
+        if suffix == ".csv":
+            return _build(source, _csv_rows(source, text), notes)
+        if suffix in (".jsonl", ".ndjson"):
+            return _build(source, _jsonl_rows(source, text), notes)
+        if suffix == ".json":
+            try:
+                document = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise RunLogError(source, f"is not valid JSON ({error.msg} at line {error.lineno})") from None
+            if isinstance(document, dict):
+                return _build(source, _trl_rows(source, document, gold_key, notes), notes)
+            if isinstance(document, list):
+                lines = "\n".join(json.dumps(item) for item in document)
+                return _build(source, _jsonl_rows(source, lines), notes)
+            raise RunLogError(source, "expected a trainer_state.json object or a list of rows")
+    except csv.Error as error:
+        raise RunLogError(source, f"is not valid CSV ({error})") from None
+    raise RunLogError(source, f"unknown log format '{suffix or '(no extension)'}'; use .csv, "
+                      ".jsonl or a TRL trainer_state.json")
