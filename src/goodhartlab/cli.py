@@ -15,13 +15,16 @@ def _fit(args: argparse.Namespace) -> int:
     import numpy as np
 
     from goodhartlab.lab import plots
-    from goodhartlab.measure import find_onset, find_peak, fit_law, read_run_log
+    from goodhartlab.measure import FitError, find_onset, find_peak, fit_law, read_run_log
 
     log = read_run_log(args.log, gold_key=args.gold_key)
     rows = log.has_gold
     seeds = log.seed[rows]
-    fit = fit_law(log.kl[rows], log.gold[rows], args.form, max_kl=args.max_kl,
-                  groups=seeds if np.unique(seeds).size > 1 else None, seed=args.seed)
+    try:
+        fit = fit_law(log.kl[rows], log.gold[rows], args.form, max_kl=args.max_kl,
+                      groups=seeds if np.unique(seeds).size > 1 else None, seed=args.seed)
+    except FitError as error:
+        raise FitError(f"{args.log}: field 'gold': {error}") from None
     curve = log.curve()
     peak, onset = find_peak(curve), find_onset(curve)
     plot_path = Path(args.plot) if args.plot else Path(args.log).with_suffix(".fit.png")
@@ -111,13 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from goodhartlab.lab.runner import RunFailed
     from goodhartlab.measure.runlog import RunLogError
     from goodhartlab.measure.scaling import FitError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (RunLogError, FitError, FileNotFoundError, ValueError) as error:
+    except (RunLogError, FitError, FileNotFoundError, ValueError, RunFailed) as error:
         print(f"goodhartlab {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

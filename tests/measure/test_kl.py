@@ -59,7 +59,7 @@ def test_exact_small_case_by_hand():
 
 def test_empirical_distribution_counts_repeats():
     probabilities, rewards = empirical_distribution(["a", "b", "a", "c"], [1.0, 2.0, 1.0, 0.5])
-    assert sorted(zip(probabilities.tolist(), rewards.tolist())) == [(0.25, 0.5), (0.25, 2.0), (0.5, 1.0)]
+    assert sorted(zip(probabilities.tolist(), rewards.tolist(), strict=True)) == [(0.25, 0.5), (0.25, 2.0), (0.5, 1.0)]
     assert kl_bestofn_exact(probabilities, rewards, 4) < kl_bestofn(4)
 
 

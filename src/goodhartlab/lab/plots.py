@@ -8,14 +8,14 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from goodhartlab.measure.curve import Curve  # noqa: E402
-from goodhartlab.measure.scaling import law_value  # noqa: E402
-from goodhartlab.measure.transitions import Onset, Peak  # noqa: E402
+from goodhartlab.measure.curve import Curve
+from goodhartlab.measure.scaling import law_value
+from goodhartlab.measure.transitions import Onset, Peak
 
 PRESSURE_LABELS = {"kl": "KL to the reference policy (nats per sequence)",
                    "capability": "capability level", "steps": "training steps", "n": "n"}

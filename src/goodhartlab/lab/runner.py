@@ -48,12 +48,20 @@ def resolve_task(task: str) -> Task:
         function = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as error:
         raise ValueError(f"cannot load task {task!r}: {error}") from None
-    return function  # type: ignore[no-any-return]
+    return function  # type: ignore[no-any-return,unused-ignore]
+
+
+class RunFailed(RuntimeError):
+    """A run raised; the finished runs before it are kept in the store."""
 
 
 def _execute(spec: RunSpec) -> tuple[RunResult, float]:
     start = time.perf_counter()
-    result = resolve_task(spec.task)(dict(spec.config), spec.seed)
+    task = resolve_task(spec.task)
+    try:
+        result = task(dict(spec.config), spec.seed)
+    except Exception as error:
+        raise RunFailed(f"run {spec.label} failed: {error}") from error
     if not isinstance(result, RunResult):
         raise TypeError(f"task {spec.task} returned {type(result).__name__}, not a RunResult")
     return result, time.perf_counter() - start
@@ -99,8 +107,8 @@ def run_sweep(runs: Sequence[RunSpec], store_path: str | Path, *, workers: int =
                             spec = futures.pop(future)
                             try:
                                 save(spec, *future.result())
-                            except Exception as error:
+                            except Exception:
                                 for other in futures:
                                     other.cancel()
-                                raise RuntimeError(f"run {spec.label} failed: {error}") from error
+                                raise
     return SweepSummary(len(pending), len(runs) - len(pending), time.perf_counter() - start)

@@ -166,7 +166,7 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
         line = f"line {reader.line_num}"
         if None in record:
             raise RunLogError(path, f"has {len(header) + len(record[None])} cells but the header "
-                              f"names {len(header)}", line)  # type: ignore[index]
+                              f"names {len(header)}", line)
         yield line, {key.strip(): value for key, value in record.items()}
 
 

@@ -38,7 +38,10 @@ def law_value(d: ArrayLike, alpha: float, beta: float, form: LawForm, intercept:
     return intercept + law_features(distance, form) @ np.array([alpha, beta])
 
 
-def law_peak(alpha: ArrayLike, beta: ArrayLike, form: LawForm) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+Floats = NDArray[np.float64]
+
+
+def law_peak(alpha: ArrayLike, beta: ArrayLike, form: LawForm) -> tuple[Floats, Floats, Floats]:
     """Closed-form (d*, R* − r0, d where gold is back to r0); inf where β ≤ 0 (no peak)."""
     a = np.asarray(alpha, dtype=np.float64)
     b = np.asarray(beta, dtype=np.float64)
@@ -106,7 +109,7 @@ class LawFit:
             if isinstance(value, dict):
                 return {k: clean(v) for k, v in value.items()}
             return value
-        return clean(asdict(self))  # type: ignore[no-any-return]
+        return clean(asdict(self))  # type: ignore[no-any-return,unused-ignore]
 
 
 class FitError(ValueError):
@@ -114,7 +117,7 @@ class FitError(ValueError):
 
 
 def _solve(xtx: NDArray[np.float64], xty: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.linalg.solve(xtx, xty[..., None])[..., 0]
+    return np.asarray(np.linalg.solve(xtx, xty[..., None])[..., 0], dtype=np.float64)
 
 
 def _quantiles(values: NDArray[np.float64], confidence: float) -> tuple[float, float]:

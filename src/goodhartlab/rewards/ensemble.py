@@ -27,11 +27,11 @@ Normalization = Literal["zscore", "robust", "none"]
 AGGREGATIONS: tuple[Aggregation, ...] = ("mean", "worst", "uncertainty")
 
 
-def _location_scale(scores: NDArray[np.float64], how: Normalization, axis: int = -1) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _location_scale(scores: NDArray[np.float64], how: Normalization) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     if how == "zscore":
-        return scores.mean(axis=axis), scores.std(axis=axis)
+        return scores.mean(axis=-1), scores.std(axis=-1)
     if how == "robust":  # median and IQR/1.349: stable when rewards are heavy-tailed
-        q25, q50, q75 = np.quantile(scores, [0.25, 0.5, 0.75], axis=axis)
+        q25, q50, q75 = np.quantile(scores, [0.25, 0.5, 0.75], axis=-1)
         return q50, (q75 - q25) / 1.349
     raise ValueError(f"normalization must be 'zscore', 'robust' or 'none', got {how!r}")
 

@@ -1,0 +1,37 @@
+"""A small real task for runner tests: a best-of-n curve that takes a moment to compute."""
+
+import time
+from typing import Any
+
+from goodhartlab.lab.store import CurvePoints, RunResult
+from goodhartlab.measure.bestofn import bestofn_curve
+from goodhartlab.measure.synthetic import goodhart_pool
+
+
+def bestofn_task(config: dict[str, Any], seed: int) -> RunResult:
+    time.sleep(config.get("sleep", 0.0))
+    proxy, gold = goodhart_pool(20, 64, df=config.get("df"), seed=seed)
+    curve = bestofn_curve(proxy, gold, [1, 4, 16, 64])
+    return RunResult({"bon": CurvePoints(curve.kl.tolist(), curve.proxy.tolist(),
+                                         curve.gold.tolist())}, {"final_gold": float(curve.gold[-1])})
+
+
+def failing_task(config: dict[str, Any], seed: int) -> RunResult:
+    raise RuntimeError("planted failure")
+
+
+def sweep(store: str, runs: int, sleep: float) -> list:
+    from goodhartlab.lab.runner import RunSpec
+
+    return [RunSpec("kill-test", f"df={df}", "tests.lab.tasks:bestofn_task",
+                    {"df": df, "sleep": sleep}, seed)
+            for df in (None, 1.5) for seed in range(runs // 2)]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from goodhartlab.lab.runner import run_sweep
+
+    store_path, count, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    run_sweep(sweep(store_path, count, pause), store_path, workers=2, progress=False)
