@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 
 from goodhartlab.lab import plots
 from goodhartlab.lab.demo import run_demo
-from goodhartlab.lab.report import _curves_by_name
+from goodhartlab.lab.report import curves_by_name
 from goodhartlab.lab.store import ResultsStore
 from goodhartlab.measure.transitions import find_onset, find_peak
 
@@ -16,7 +16,7 @@ with ResultsStore(HERE / "figures" / "demo-store" / "results.sqlite") as store:
     for study in ("bestofn-goodhart", "ensembles", "transitions"):
         runs = store.runs(study)
         fits = {r.variant: r.summary for r in runs if "fit" in r.summary}
-        for index, (name, variants) in enumerate(_curves_by_name(store, runs).items()):
+        for index, (name, variants) in enumerate(curves_by_name(store, runs).items()):
             figure, gold_axis, proxy_axis = plots.new_figure()
             for k, (variant, curve) in enumerate(variants.items()):
                 color = plt.get_cmap("tab10")(k)

@@ -55,7 +55,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _curves_by_name(store: ResultsStore, runs: list[StoredRun]) -> dict[str, dict[str, Curve]]:
+def curves_by_name(store: ResultsStore, runs: list[StoredRun]) -> dict[str, dict[str, Curve]]:
     """{curve name: {variant: Curve with one row per seed}}."""
     gathered: dict[str, dict[str, list[tuple[float, float | None, float | None, int]]]] = \
         defaultdict(lambda: defaultdict(list))
@@ -114,7 +114,7 @@ def _study_section(store: ResultsStore, study: str, title: str, description: str
     for run in runs:
         if "fit" in run.summary and run.variant not in fits_by_variant:
             fits_by_variant[run.variant] = run.summary
-    for name, variants in _curves_by_name(store, runs).items():
+    for name, variants in curves_by_name(store, runs).items():
         figure, gold_axis, proxy_axis = plots.new_figure()
         colors = plt.get_cmap("tab10")
         rows = []
