@@ -10,8 +10,10 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
+# torch first, pinned: resolved as a dependency on a fresh machine it would pull the CUDA stack.
+.venv/bin/python -m pip install --quiet torch==2.13.0
 if [ "${1:-}" = "--dev" ]; then
-    .venv/bin/python -m pip install --quiet -e ".[dev]"
+    .venv/bin/python -m pip install --quiet -e ".[rl,dev]"
     if ! command -v chromium >/dev/null 2>&1; then
         if [ "$(id -u)" = 0 ]; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
@@ -21,5 +23,5 @@ if [ "${1:-}" = "--dev" ]; then
         fi
     fi
 else
-    .venv/bin/python -m pip install --quiet -e .
+    .venv/bin/python -m pip install --quiet -e ".[rl]"
 fi

@@ -1,0 +1,61 @@
+"""Registers every goodhartlab environment with Gymnasium as `goodhartlab/<Name>-v0`.
+
+Each environment module lists what it offers in `ENVIRONMENTS`: registered name -> (class,
+constructor keyword arguments). One class can back several registered names (a level, or one
+proxy/true pair of a composite reward).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+
+NAMESPACE = "goodhartlab"
+ENV_MODULES = (
+    "goodhartlab.rl.envs.gridworlds",
+)
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    id: str
+    misspecification: str
+    proxy_reward: str
+    true_reward: str
+    description: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "misspecification": self.misspecification, "proxy_reward": self.proxy_reward,
+                "true_reward": self.true_reward, "description": self.description}
+
+
+def _entries() -> dict[str, tuple[Any, dict[str, Any]]]:
+    entries: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for module_name in ENV_MODULES:
+        module = importlib.import_module(module_name)
+        for name, (env_class, kwargs) in module.ENVIRONMENTS.items():
+            entries[f"{NAMESPACE}/{name}-v0"] = (env_class, kwargs)
+    return entries
+
+
+def register_all() -> None:
+    """Register every environment (idempotent)."""
+    for env_id, (env_class, kwargs) in _entries().items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=env_class, kwargs=dict(kwargs), disable_env_checker=True)
+
+
+def list_environments() -> list[EnvEntry]:
+    """What `goodhartlab envs` prints: each id with its misspecification and rewards in words."""
+    register_all()
+    listed = []
+    for env_id, (_env_class, _kwargs) in _entries().items():
+        env = gym.make(env_id)
+        metadata = env.unwrapped.metadata
+        listed.append(EnvEntry(env_id, metadata["misspecification"], metadata["proxy_reward"],
+                               metadata["true_reward"], metadata.get("description", "")))
+        env.close()
+    return listed
