@@ -16,6 +16,9 @@ import gymnasium as gym
 NAMESPACE = "goodhartlab"
 ENV_MODULES = (
     "goodhartlab.rl.envs.gridworlds",
+    "goodhartlab.rl.envs.traffic",
+    "goodhartlab.rl.envs.epidemic",
+    "goodhartlab.rl.envs.glucose",
 )
 
 
