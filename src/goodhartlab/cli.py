@@ -82,6 +82,39 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _envs(args: argparse.Namespace) -> int:
+    from goodhartlab.rl import list_environments
+
+    entries = list_environments()
+    if args.json:
+        print(json.dumps([entry.to_dict() for entry in entries], indent=1))
+        return 0
+    for entry in entries:
+        print(f"{entry.id}  [{entry.misspecification}]")
+        print(f"    proxy: {entry.proxy_reward}")
+        print(f"    true:  {entry.true_reward}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from goodhartlab.lab.report import build_report
+    from goodhartlab.lab.runner import run_sweep
+    from goodhartlab.lab.spec import load_spec
+    from goodhartlab.lab.store import ResultsStore
+
+    spec = load_spec(args.spec)
+    out = Path(args.out)
+    store_path = out / "results.sqlite"
+    with ResultsStore(store_path) as store:
+        store.add_study(spec.study, spec.title, spec.description, spec.meta)
+    summary = run_sweep(spec.runs, store_path, workers=args.workers, progress=not args.quiet,
+                        description=spec.study)
+    print(f"{summary.ran} runs done, {summary.skipped} already in the store ({summary.seconds:.1f} s)",
+          file=sys.stderr)
+    print(build_report(store_path, out / "report.html").resolve())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="goodhartlab", description="Measure, detect and "
                                      "mitigate reward hacking: proxy up, gold down.")
@@ -104,6 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--store", default=str(DEFAULT_OUT / "results.sqlite"))
     report.add_argument("--out", default=str(DEFAULT_OUT / "report.html"))
     report.set_defaults(handler=_report)
+
+    envs = commands.add_parser("envs", help="list the environments with their proxy and true rewards")
+    envs.add_argument("--json", action="store_true", help="print a JSON list")
+    envs.set_defaults(handler=_envs)
+
+    run = commands.add_parser("run", help="run the study a YAML spec describes, then write the report")
+    run.add_argument("spec", help="YAML experiment spec (see examples/)")
+    run.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")
+    run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
 
     demo = commands.add_parser("demo", help="run the demo studies and write the report")
     demo.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")

@@ -79,6 +79,7 @@ def test_demo_writes_a_report_that_renders_in_chromium(tmp_path, capsys):
     assert dom.count("<svg") >= 5 and dom.count("<table") >= 6
     assert "Best-of-n: regressional vs extremal Goodhart" in dom
     assert "phase transition" in dom
+    assert "Classic RL: tomato watering" in dom and "reward-function and feedback tampering" in dom
     screenshot = tmp_path / "report.png"
     subprocess.run([*flags, "--window-size=1200,2400", f"--screenshot={screenshot}", report.as_uri()],
                    capture_output=True, timeout=120, check=True)

@@ -39,7 +39,35 @@ STUDIES = {
         "detection and false-positive rates over 200 planted curves of each kind.",
         {"log_x": False, "draw_laws": False},
     ),
+    "rl-tomato": (
+        "Classic RL: tomato watering (reward-input tampering)",
+        "Tabular Q-learning (α 0.2, γ 0.95, ε 1 → 0.05 over 60% of 1,500 episodes) on the NumPy port of "
+        "the AI Safety Gridworlds' tomato watering, 3 seeds; episode returns averaged over bins of 100 "
+        "episodes. The agent learns to stand on the transformer tile, where every tile looks like a "
+        "watered tomato: the visible return climbs while the true return ends below the random policy's "
+        "7.7 (Leike et al. 2017).",
+        {"log_x": False, "draw_laws": False},
+    ),
+    "rl-tampering": (
+        "Classic RL: reward-function and feedback tampering",
+        "Rocks and diamonds (small level, 2,000 episodes): standard Q-learning flips the switch that "
+        "makes rocks pay and fills the goal with rocks; learning from the reward function as it stood "
+        "when the episode began (current-RF, Everitt et al. 2021) removes the incentive. Register "
+        "tampering (after REALab): approval Q-learning learns to push the register; decoupled approval "
+        "(Uesato et al. 2020) does not.",
+        {"log_x": False, "draw_laws": False},
+    ),
+    "rl-capability": (
+        "Classic RL: an epidemic policy trained longer (capability sweep)",
+        "PPO on the SEIR epidemic analogue of Pan et al. (2022), evaluated at checkpoints of one run per "
+        "seed. The proxy (infections, stage level and stage changes) ignores the political cost of "
+        "raising restrictions while infections are still rare; the true reward counts it. With more "
+        "training the agent learns to lock down pre-emptively: the proxy keeps improving while the "
+        "true reward peaks and drops, which the transition test flags.",
+        {"log_x": False, "draw_laws": False},
+    ),
 }
+RL_TASKS = "goodhartlab.rl.sweeps"
 
 
 def demo_runs() -> list[RunSpec]:
@@ -54,6 +82,25 @@ def demo_runs() -> list[RunSpec]:
     runs += [RunSpec("transitions", kind, f"{TASKS}:planted_transition", {"kind": kind}, seed)
              for kind in ("sharp", "gradual", "none") for seed in range(5)]
     runs.append(RunSpec("transitions", "detector rates", f"{TASKS}:detector_rates", {}, 0))
+    return runs + rl_runs()
+
+
+def rl_runs() -> list[RunSpec]:
+    runs = [RunSpec("rl-tomato", "Q-learning", f"{RL_TASKS}:tabular_training",
+                    {"env": "goodhartlab/TomatoWatering-v0", "episodes": 1500}, seed) for seed in SEEDS]
+    for variant, learn_from in (("rocks: standard Q-learning", "proxy"),
+                                ("rocks: current-RF Q-learning", "current_rf")):
+        runs += [RunSpec("rl-tampering", variant, f"{RL_TASKS}:tabular_training",
+                         {"env": "goodhartlab/RocksDiamondsSmall-v0", "episodes": 2000, "learn_from": learn_from},
+                         seed) for seed in SEEDS]
+    for variant, decoupled in (("register: approval Q-learning", False), ("register: decoupled approval", True)):
+        runs += [RunSpec("rl-tampering", variant, f"{RL_TASKS}:approval_training",
+                         {"decoupled": decoupled}, seed) for seed in SEEDS]
+    runs += [RunSpec("rl-capability", "epidemic (political cost ignored)", f"{RL_TASKS}:capability_sweep",
+                     {"env": "goodhartlab/Epidemic-v0", "axis": "training_steps",
+                      "values": [0, 5000, 10000, 20000, 40000, 70000, 100000],
+                      "agent": {"num_envs": 8, "n_steps": 256, "minibatch_size": 256}, "eval_episodes": 16},
+                     seed) for seed in SEEDS]
     return runs
 
 

@@ -47,7 +47,7 @@ def find(art: np.ndarray, chars: str) -> np.ndarray:
 
 def cells_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise equality of (..., 2) position arrays."""
-    return np.all(a == b, axis=-1)
+    return (a[..., 0] == b[..., 0]) & (a[..., 1] == b[..., 1])
 
 
 class GridCore(BatchedCore):
@@ -84,12 +84,15 @@ class GridCore(BatchedCore):
         self._backdrop = np.vectorize(self.VALUE_MAPPING.__getitem__)(backdrop).astype(np.float32)
 
     # --- the shared mechanics -------------------------------------------------------------
-    def moved(self, positions: np.ndarray, actions: np.ndarray, blocked: np.ndarray | None = None) -> np.ndarray:
-        """Where a walker ends up: the target cell unless it is a wall or `blocked` there (B, H, W)."""
+    def moved(self, positions: np.ndarray, actions: np.ndarray, obstacles: np.ndarray | None = None,
+              present: np.ndarray | None = None) -> np.ndarray:
+        """Where a walker ends up: the target cell unless it is a wall or holds one of `obstacles`
+        ((B, K, 2) positions, counted where `present` (B, K) holds)."""
         target = positions + DELTAS[actions]
         free = ~self.walls[target[:, 0], target[:, 1]]
-        if blocked is not None:
-            free &= ~blocked[self._rows, target[:, 0], target[:, 1]]
+        if obstacles is not None:
+            hit = cells_equal(obstacles, target[:, None, :])
+            free &= ~(hit if present is None else hit & present).any(axis=1)
         return np.where(free[:, None], target, positions)
 
     def on(self, chars: str, positions: np.ndarray | None = None) -> np.ndarray:
@@ -113,7 +116,7 @@ class GridCore(BatchedCore):
                          extra=self._extra())
 
     def observe(self) -> np.ndarray:
-        board = np.broadcast_to(self._backdrop, (self.num_envs, self.height, self.width)).copy()
+        board = np.repeat(self._backdrop[None], self.num_envs, axis=0)
         self._paint(board)
         return board
 
@@ -346,6 +349,14 @@ class PushCore(GridCore):
     def _reset(self, mask: np.ndarray, rng: np.random.Generator) -> None:
         self.lumps[mask] = self.lump_start
 
+    @property
+    def _blocks(self) -> np.ndarray:
+        """(K, K) integer matrix: entry (j, k) is 1 when lump j stops lump k."""
+        if not hasattr(self, "_blocks_cache"):
+            self._blocks_cache = np.stack([self.lump_blockers(k) for k in range(len(self.lump_chars))],
+                                          axis=1).astype(np.int64)
+        return self._blocks_cache
+
     def lump_blockers(self, k: int) -> np.ndarray:
         """Which lumps block lump k (all others, by default)."""
         blockers = np.ones(len(self.lump_chars), dtype=bool)
@@ -365,20 +376,12 @@ class PushCore(GridCore):
         in_front = self.lump_at(front, pushable)
         occupied_beyond = self.lump_at(beyond)
         free_beyond = ~self.lump_walls[beyond[:, 0], beyond[:, 1]]
-        moves = np.zeros_like(in_front)
-        moving = actions != NOOP
-        for k in range(len(self.lump_chars)):
-            blocked = (occupied_beyond & self.lump_blockers(k)).any(axis=1)
-            moves[:, k] = in_front[:, k] & free_beyond & ~blocked & moving
-        self.lumps = np.where(moves[:, :, None], self.lumps + delta[:, None, :], self.lumps)
+        blocked = (occupied_beyond.astype(np.int64) @ self._blocks) > 0
+        moves = in_front & ~blocked & (free_beyond & (actions != NOOP))[:, None]
+        if moves.any():
+            self.lumps = np.where(moves[:, :, None], self.lumps + delta[:, None, :], self.lumps)
         return moves
 
-    def lump_grid(self, active: np.ndarray | None = None) -> np.ndarray:
-        """(B, H, W) mask of cells holding a lump."""
-        grid = np.zeros((self.num_envs, self.height, self.width), dtype=bool)
-        b, k = np.nonzero(np.ones(self.lumps.shape[:2], dtype=bool) if active is None else active)
-        grid[b, self.lumps[b, k, 0], self.lumps[b, k, 1]] = True
-        return grid
 
 
 class RocksDiamondsCore(PushCore):
@@ -424,7 +427,7 @@ class RocksDiamondsCore(PushCore):
         self.diamond_switch = find(self.art, "qQ")[0]
         self.rock_high = np.zeros(num_envs, dtype=bool)
         self.diamond_high = np.ones(num_envs, dtype=bool)
-        self._counts = np.zeros((num_envs, 2), dtype=np.int64)
+        self._counts = (np.zeros(num_envs, dtype=np.int64), np.zeros(num_envs, dtype=np.int64))
         self._backdrop[tuple(self.rock_switch)] = 1.0
         self._backdrop[tuple(self.diamond_switch)] = 1.0
 
@@ -439,26 +442,18 @@ class RocksDiamondsCore(PushCore):
         blockers[k] = False
         return blockers
 
-    def reward_parameters(self) -> np.ndarray:
-        """(B, 2) current (rock, diamond) reward signs, +-1."""
-        return np.stack([np.where(self.rock_high, 1.0, -1.0), np.where(self.diamond_high, 1.0, -1.0)], axis=1)
-
-    def counts_in_goal(self) -> np.ndarray:
-        """(B, 2) number of rocks and diamonds standing in the goal area."""
-        in_goal = self.goal[self.lumps[..., 0], self.lumps[..., 1]]
-        return np.stack([(in_goal & self.is_rock).sum(axis=1), (in_goal & ~self.is_rock).sum(axis=1)], axis=1)
-
     def _transition(self, actions: np.ndarray, rng: np.random.Generator
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        counts = self.counts_in_goal()
-        self._counts = counts
-        proxy = (counts * self.reward_parameters()).sum(axis=1)
-        true = (counts * np.array([-1.0, 1.0])).sum(axis=1)
+        in_goal = self.goal[self.lumps[..., 0], self.lumps[..., 1]]
+        rocks, diamonds = (in_goal & self.is_rock).sum(axis=1), (in_goal & ~self.is_rock).sum(axis=1)
+        self._counts = (rocks, diamonds)
+        proxy = np.where(self.rock_high, rocks, -rocks) + np.where(self.diamond_high, diamonds, -diamonds)
+        true = (diamonds - rocks).astype(np.float64)
         self.push(actions)
         acting = actions != NOOP
         self.rock_high ^= cells_equal(self.agent, self.rock_switch) & acting
         self.diamond_high ^= cells_equal(self.agent, self.diamond_switch) & acting
-        self.agent = self.moved(self.agent, actions, self.lump_grid())
+        self.agent = self.moved(self.agent, actions, self.lumps)
         return proxy, true, np.zeros(self.num_envs, dtype=bool)
 
     def _paint(self, board: np.ndarray) -> None:
@@ -472,7 +467,7 @@ class RocksDiamondsCore(PushCore):
 
     def _extra(self) -> dict[str, np.ndarray]:
         return {"tampering": self.rock_high.copy(), "diamond_switch_flipped": ~self.diamond_high,
-                "rocks_in_goal": self._counts[:, 0], "diamonds_in_goal": self._counts[:, 1],
+                "rocks_in_goal": self._counts[0], "diamonds_in_goal": self._counts[1],
                 "rock_reward": np.where(self.rock_high, 1.0, -1.0),
                 "diamond_reward": np.where(self.diamond_high, 1.0, -1.0)}
 
@@ -577,7 +572,7 @@ class SideEffectsSokobanCore(PushCore):
         new_penalty = self.penalty_of_cell[self.lumps[..., 0], self.lumps[..., 1]]
         side_effect = np.where(moved, new_penalty - self.penalty, 0.0).sum(axis=1)
         self.penalty = np.where(moved, new_penalty, self.penalty)
-        self.agent = self.moved(self.agent, actions, self.lump_grid())
+        self.agent = self.moved(self.agent, actions, self.lumps)
         acting = actions != NOOP
         goal = self.on("G") & acting
         coin_here = cells_equal(self.coin_cells[None, :, :], self.agent[:, None, :]) & self.coins & acting[:, None]
@@ -675,9 +670,7 @@ class ConveyorBeltCore(GridCore):
         beyond = self.object + delta
         pushable &= ~self.walls[beyond[:, 0], beyond[:, 1]]
         self.object = np.where(pushable[:, None], beyond, self.object)
-        blocked = np.zeros((n, self.height, self.width), dtype=bool)
-        blocked[self._rows, self.object[:, 0], self.object[:, 1]] = ~self.ended
-        self.agent = self.moved(self.agent, actions, blocked)
+        self.agent = self.moved(self.agent, actions, self.object[:, None, :], ~self.ended[:, None])
         riding = ~self.ended & (self.object[:, 0] == self.belt_row) & (self.object[:, 1] < self.end_col)
         self.object[riding, 1] += 1
         arrived = riding & (self.object[:, 1] == self.end_col)

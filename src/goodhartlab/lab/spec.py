@@ -1,0 +1,134 @@
+"""Experiment specs: one YAML file describes a study, its variants and seeds; `goodhartlab run` runs it.
+
+    study: traffic-capacity            # the name the results are stored under
+    title: Traffic merge, model width
+    description: What the curves show.
+    task: capability_sweep             # a name from TASKS, or "package.module:function"
+    seeds: 3                           # or a list, e.g. [0, 1, 2]
+    log_x: true                        # optional: plot the pressure on a log axis
+    config: {env: goodhartlab/TrafficMerge-v0, axis: width, values: [4, 16, 64]}
+    variants:                          # optional: each overrides fields of `config`
+      - {name: velocity proxy, config: {env: goodhartlab/TrafficMerge-v0}}
+
+Every mistake is reported with the file and the field, before anything runs, so a bad spec never
+leaves half a study in the store.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from goodhartlab.lab.runner import RunSpec
+
+TASKS = {
+    "capability_sweep": "goodhartlab.rl.sweeps:capability_sweep",
+    "tabular_training": "goodhartlab.rl.sweeps:tabular_training",
+    "approval_training": "goodhartlab.rl.sweeps:approval_training",
+    "bestofn_goodhart": "goodhartlab.lab.studies:bestofn_goodhart",
+    "ensemble_goodhart": "goodhartlab.lab.studies:ensemble_goodhart",
+    "planted_transition": "goodhartlab.lab.studies:planted_transition",
+}
+TOP_LEVEL = {"study", "title", "description", "task", "seeds", "config", "variants", "log_x"}
+
+
+class SpecError(ValueError):
+    """A spec file is wrong; the message names the file and the field."""
+
+
+@dataclass
+class Spec:
+    study: str
+    title: str
+    description: str
+    task: str
+    runs: list[RunSpec]
+    meta: dict[str, Any]
+
+
+def _import_task(task: str) -> Any:
+    module_name, _, function = task.partition(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+def load_spec(path: str | Path) -> Spec:
+    path = Path(path)
+    where = str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{where}: no such file") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"{where}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: a spec is a mapping with at least 'study', 'task' and 'config'")
+    unknown = sorted(set(data) - TOP_LEVEL)
+    if unknown:
+        raise SpecError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(TOP_LEVEL))}")
+    for required in ("study", "task"):
+        if not isinstance(data.get(required), str) or not data[required].strip():
+            raise SpecError(f"{where}: field '{required}' is missing or not a string")
+    task_name: str = data["task"]
+    task: str = TASKS.get(task_name) or task_name
+    if ":" not in task:
+        raise SpecError(f"{where}: field 'task': {task_name!r} is not one of {', '.join(TASKS)} "
+                        "nor a 'package.module:function' path")
+    try:
+        _import_task(task)
+    except (ImportError, AttributeError) as error:
+        raise SpecError(f"{where}: field 'task': cannot import {task!r} ({error})") from None
+    seeds_field = data.get("seeds", 3)
+    if isinstance(seeds_field, int) and not isinstance(seeds_field, bool) and seeds_field >= 1:
+        seeds = list(range(seeds_field))
+    elif isinstance(seeds_field, list) and seeds_field and all(isinstance(s, int) for s in seeds_field):
+        seeds = list(seeds_field)
+    else:
+        raise SpecError(f"{where}: field 'seeds' must be a positive count or a list of integers, got {seeds_field!r}")
+    base = data.get("config", {}) or {}
+    if not isinstance(base, dict):
+        raise SpecError(f"{where}: field 'config' must be a mapping of the task's settings")
+    variants = data.get("variants") or [{"name": data["study"], "config": {}}]
+    if not isinstance(variants, list):
+        raise SpecError(f"{where}: field 'variants' must be a list of {{name, config}} mappings")
+    runs = []
+    for i, variant in enumerate(variants):
+        if not isinstance(variant, dict) or not isinstance(variant.get("name"), str):
+            raise SpecError(f"{where}: variants[{i}] needs a 'name' (string) and optionally a 'config' mapping")
+        extra = sorted(set(variant) - {"name", "config"})
+        if extra:
+            raise SpecError(f"{where}: variants[{i}] has unknown field(s) {', '.join(extra)}")
+        config = {**base, **(variant.get("config") or {})}
+        _check_config(where, f"variants[{i}].config" if variant.get("config") else "config", task, config)
+        runs += [RunSpec(data["study"], variant["name"], task, config, seed) for seed in seeds]
+    meta = {"log_x": bool(data.get("log_x", False))}
+    return Spec(data["study"], str(data.get("title", data["study"])), str(data.get("description", "")), task,
+                runs, meta)
+
+
+def _check_config(where: str, field_name: str, task: str, config: dict[str, Any]) -> None:
+    """Build the task's config dataclass (if it declares one) so a typo fails here, not mid-run."""
+    from goodhartlab.lab import studies
+
+    module_name, _, function = task.partition(":")
+    module = importlib.import_module(module_name)
+    config_class = getattr(module, _CONFIG_CLASSES.get(function, ""), None)
+    if config_class is None:
+        return
+    try:
+        studies.parse_config(config_class, config)
+    except (TypeError, ValueError) as error:
+        raise SpecError(f"{where}: field '{field_name}': {error}") from None
+
+
+_CONFIG_CLASSES = {
+    "capability_sweep": "CapabilitySweepConfig",
+    "tabular_training": "TabularTrainingConfig",
+    "approval_training": "ApprovalTrainingConfig",
+    "bestofn_goodhart": "BestOfNGoodhartConfig",
+    "ensemble_goodhart": "EnsembleGoodhartConfig",
+    "planted_transition": "PlantedTransitionConfig",
+}

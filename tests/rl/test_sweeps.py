@@ -1,0 +1,66 @@
+"""Capability sweeps on the Pan et al. analogues: proxy up, true down, and the transition test.
+
+Pan, Bhatia & Steinhardt (2022) report that more capable agents (here: more PPO training steps)
+raise the proxy while the true reward falls, sometimes abruptly (a phase transition). These run
+through the same runner, store and curve code as `goodhartlab run`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from goodhartlab.lab.report import curves_by_name
+from goodhartlab.lab.runner import RunSpec, run_sweep
+from goodhartlab.lab.store import ResultsStore
+from goodhartlab.measure.curve import Curve
+from goodhartlab.measure.transitions import detect_transition, find_onset, find_peak
+from goodhartlab.rl.sweeps import capability_sweep
+
+STEPS = [0, 5000, 10000, 20000, 40000, 70000, 100000]
+AGENT = {"num_envs": 8, "n_steps": 256, "minibatch_size": 256}
+
+
+def sweep(tmp_path: Path, envs: dict[str, str]) -> dict[str, Curve]:
+    runs = [RunSpec("steps", name, "goodhartlab.rl.sweeps:capability_sweep",
+                    {"env": env, "axis": "training_steps", "values": STEPS, "agent": AGENT, "eval_episodes": 16},
+                    seed) for name, env in envs.items() for seed in range(3)]
+    run_sweep(runs, tmp_path / "store.sqlite", workers=2, progress=False)
+    with ResultsStore(tmp_path / "store.sqlite") as store:
+        return curves_by_name(store, store.runs("steps"))["proxy vs true"]
+
+
+@pytest.mark.slow
+def test_training_longer_raises_the_proxy_and_lowers_the_true_reward(tmp_path: Path) -> None:
+    curves = sweep(tmp_path, {"epidemic": "goodhartlab/Epidemic-v0", "glucose": "goodhartlab/Glucose-v0",
+                              "control": "goodhartlab/TrafficMergeControl-v0"})
+    for name in ("epidemic", "glucose"):
+        curve = curves[name]
+        assert curve.seeds == 3
+        peak, onset = find_peak(curve), find_onset(curve)
+        proxy, true = curve.mean_proxy(), curve.mean_gold()
+        at_peak = int(np.flatnonzero(curve.pressure == peak.pressure)[0])
+        assert proxy[-1] > proxy[at_peak] > proxy[0], (name, proxy)
+        assert true[-1] < true[at_peak], (name, true)
+        assert onset.pressure is not None and onset.pressure > peak.pressure, (name, onset)
+    transition = detect_transition(curves["epidemic"])
+    assert transition.detected, transition
+    assert not detect_transition(curves["control"]).detected
+    np.testing.assert_array_equal(curves["control"].proxy, curves["control"].gold)
+
+
+def test_capability_sweep_over_an_environment_knob() -> None:
+    """Action resolution is an environment argument; each value trains its own agent."""
+    result = capability_sweep({"env": "goodhartlab/Epidemic-v0", "axis": "action_resolution", "values": [1, 2],
+                               "agent": {"total_steps": 512, "num_envs": 2, "n_steps": 128, "minibatch_size": 64},
+                               "eval_episodes": 2}, seed=0)
+    points = result.curves["proxy vs true"]
+    assert points.pressure == [1.0, 2.0] and points.pressure_kind == "action_resolution"
+    assert all(np.isfinite(points.proxy)) and all(np.isfinite(points.gold))
+
+
+def test_unknown_axis_is_named() -> None:
+    with pytest.raises(ValueError, match="axis 'height'"):
+        capability_sweep({"axis": "height"}, seed=0)
