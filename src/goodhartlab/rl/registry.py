@@ -19,6 +19,7 @@ ENV_MODULES = (
     "goodhartlab.rl.envs.traffic",
     "goodhartlab.rl.envs.epidemic",
     "goodhartlab.rl.envs.glucose",
+    "goodhartlab.rl.envs.atari",  # empty unless ale-py (the `atari` extra) is installed
 )
 
 
