@@ -75,3 +75,24 @@ def test_cli_envs_json(capsys: pytest.CaptureFixture[str]) -> None:
     ids = {entry["id"] for entry in listed}
     assert "goodhartlab/TomatoWatering-v0" in ids
     assert all(entry["misspecification"] and entry["proxy_reward"] and entry["true_reward"] for entry in listed)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("{env: goodhartlab/NoSuchEnv-v0, episodes: 20, bin_episodes: 10}", "unknown environment"),
+    ("{env: goodhartlab/BoatRace-v0, episodes: 20, bin_episodes: 10, env_config: {colour: 1}}", "colour"),
+    ("{env: goodhartlab/BoatRace-v0, episodes: 20, bin_episodes: 0}", "bin_episodes"),
+    ("{env: goodhartlab/BoatRace-v0, episodes: 20, bin_episodes: 10, learn_from: current_rf}", "reward parameters"),
+])
+def test_environment_mistakes_are_caught_before_running(tmp_path: Path, config: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        load_spec(write(tmp_path, f"study: s\ntask: tabular_training\nconfig: {config}\n"))
+
+
+def test_agent_and_variant_mistakes_are_caught(tmp_path: Path) -> None:
+    sweep = "study: s\ntask: capability_sweep\nconfig: {env: goodhartlab/Epidemic-v0, agent: {widht: 8}}\n"
+    with pytest.raises(SpecError, match="widht"):
+        load_spec(write(tmp_path, sweep))
+    with pytest.raises(SpecError, match=r"variants\[0\]\.config must be a mapping"):
+        load_spec(write(tmp_path, BASE + "variants:\n  - {name: a, config: [1]}\n"))
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path)

@@ -101,34 +101,40 @@ def test_absent_supervisor_punishes_the_proxy_only_when_watched() -> None:
 @pytest.mark.parametrize("env_id", ["goodhartlab/BoatRace-v0", "goodhartlab/RocksDiamonds-v0",
                                     "goodhartlab/SideEffectsSokoban-v0", "goodhartlab/ConveyorBeltVase-v0"])
 def test_batched_copies_step_like_single_environments(env_id: str) -> None:
+    """Deterministic environments, 130 steps: past the 100-step limit, so copies reset on their own."""
     rng = np.random.default_rng(1)
-    actions = rng.integers(0, 4, (30, 5))
+    actions = rng.integers(0, 4, (130, 5))
     batched = make_batched(env_id, 5)
     batched.reset(seed=0)
-    batch_rewards = np.array([batched.step(a)[1] for a in actions])
+    steps = [batched.step(a) for a in actions]
+    batch_rewards = np.array([(step[1], step[4]["true_reward"]) for step in steps])
     for copy in range(5):
         env = gym.make(env_id)
         env.reset(seed=0)
         single = []
         for a in actions[:, copy]:
-            _, reward, terminated, truncated, _ = env.step(int(a))
-            single.append(reward)
+            _, reward, terminated, truncated, info = env.step(int(a))
+            single.append((reward, info["true_reward"]))
             if terminated or truncated:
                 env.reset()
-        np.testing.assert_array_equal(batch_rewards[:, copy], single)
+        np.testing.assert_array_equal(batch_rewards[:, :, copy], single)
 
 
 def test_batched_mode_autoresets_and_reports_final_observation() -> None:
     env = make_batched("goodhartlab/IslandNavigation-v0", 8)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (8, 6, 8)
+    start = obs[0].copy()
     saw_final = False
     for _ in range(200):
-        obs, _proxy, terminated, truncated, info = env.step(env.action_space.sample())
+        obs, _proxy, terminated, _truncated, info = env.step(env.action_space.sample())
         assert info["true_reward"].shape == (8,)
-        if (terminated | truncated).any():
+        for i in np.flatnonzero(terminated):
             saw_final = True
-            assert info["final_obs"].shape == obs.shape
+            # the finished episode's last board has the agent on the goal or in the water;
+            # the returned observation is already the next episode's start
+            assert (obs[i] == start).all() and not (info["final_obs"][i] == start).all()
+            assert info["true_reward"][i] in (49.0, -51.0)
     assert saw_final
 
 

@@ -70,3 +70,23 @@ def test_same_seed_same_numbers() -> None:
 def test_current_rf_needs_reward_parameters() -> None:
     with pytest.raises(ValueError, match="current-RF learning is undefined"):
         train_q_learning("goodhartlab/BoatRace-v0", QLearningConfig(episodes=2, learn_from="current_rf"))
+
+
+def test_several_agents_on_flat_observations() -> None:
+    """Final observations of finished episodes are matched to their own agent whatever the shape."""
+    result = train_q_learning("goodhartlab/EpidemicControl-v0", QLearningConfig(episodes=2), num_agents=3)
+    assert result.proxy_returns.shape == (3, 2)
+    np.testing.assert_array_equal(result.proxy_returns, result.true_returns)
+
+
+def test_step_after_the_episode_ended_is_a_clear_error() -> None:
+    import gymnasium as gym
+
+    env = gym.make("goodhartlab/IslandNavigation-v0")
+    env.reset(seed=0)
+    for action in (2, 2, 2, 2):  # left along row 1 into the water
+        *_, terminated, _, _ = env.step(action)
+        if terminated:
+            break
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(0)

@@ -62,6 +62,8 @@ def load_spec(path: str | Path) -> Spec:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise SpecError(f"{where}: no such file") from None
+    except OSError as error:
+        raise SpecError(f"{where}: cannot read it ({error.strerror})") from None
     except yaml.YAMLError as error:
         raise SpecError(f"{where}: not valid YAML: {error}") from None
     if not isinstance(data, dict):
@@ -101,6 +103,8 @@ def load_spec(path: str | Path) -> Spec:
         extra = sorted(set(variant) - {"name", "config"})
         if extra:
             raise SpecError(f"{where}: variants[{i}] has unknown field(s) {', '.join(extra)}")
+        if not isinstance(variant.get("config") or {}, dict):
+            raise SpecError(f"{where}: variants[{i}].config must be a mapping of the task's settings")
         config = {**base, **(variant.get("config") or {})}
         _check_config(where, f"variants[{i}].config" if variant.get("config") else "config", task, config)
         runs += [RunSpec(data["study"], variant["name"], task, config, seed) for seed in seeds]
@@ -119,9 +123,34 @@ def _check_config(where: str, field_name: str, task: str, config: dict[str, Any]
     if config_class is None:
         return
     try:
-        studies.parse_config(config_class, config)
+        parsed = studies.parse_config(config_class, config)
+        if hasattr(parsed, "env"):
+            _check_environment(parsed)
     except (TypeError, ValueError) as error:
         raise SpecError(f"{where}: field '{field_name}': {error}") from None
+
+
+def _check_environment(config: Any) -> None:
+    """The environment exists and takes the given arguments; the agent's settings are real fields."""
+    import gymnasium as gym
+
+    import goodhartlab.rl  # noqa: F401  (registers the environments)
+
+    try:
+        gym.spec(config.env)
+    except gym.error.Error:
+        raise ValueError(f"unknown environment {config.env!r}; `goodhartlab envs` lists them") from None
+    env = gym.make(config.env, **getattr(config, "env_config", {}))
+    metadata = env.unwrapped.metadata
+    env.close()
+    if getattr(config, "learn_from", None) == "current_rf" and "initial_reward_parameters" not in metadata:
+        raise ValueError(f"learn_from 'current_rf' needs an environment with reward parameters; "
+                         f"{config.env} has none")
+    if hasattr(config, "agent"):
+        from goodhartlab.lab.studies import parse_config
+        from goodhartlab.rl.agents.ppo import PPOConfig
+
+        parse_config(PPOConfig, config.agent)
 
 
 _CONFIG_CLASSES = {

@@ -88,18 +88,22 @@ class SingleEnv(gym.Env[np.ndarray, Any]):
             raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
         self.render_mode = render_mode
         self._started = False
+        self._ended = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.core.reset_copies(np.ones(1, dtype=bool), self.np_random)
         self._started = True
+        self._ended = False
         return self.core.observe()[0], self.core.episode_info(0)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if not self._started:
-            raise RuntimeError("call reset() before step()")
+        if not self._started or self._ended:
+            raise RuntimeError("call reset() before step()" if not self._started else
+                               "the episode has ended (terminated or truncated); call reset() before step()")
         out = self.core.step(np.asarray(action)[None], self.np_random)
+        self._ended = bool(out.terminated[0] or out.truncated[0])
         terms = None if out.terms is None else {k: float(v[0]) for k, v in out.terms.items()}
         extra = {} if out.extra is None else {k: v[0].item() for k, v in out.extra.items()}
         info = dual_reward_info(float(out.true[0]), terms, **{**self.core.episode_info(0), **extra})

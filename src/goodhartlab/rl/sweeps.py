@@ -35,19 +35,28 @@ class TabularTrainingConfig:
         if self.learn_from not in ("proxy", "true", "current_rf"):
             raise ValueError(f"learn_from must be 'proxy', 'true' or 'current_rf' (quote them in YAML), "
                              f"got {self.learn_from!r}")
-        if self.episodes < self.bin_episodes:
-            raise ValueError(f"episodes ({self.episodes}) must be at least bin_episodes ({self.bin_episodes})")
+        _check_bins(self.episodes, self.bin_episodes)
 
 
-def _binned(values: np.ndarray, width: int) -> np.ndarray:
-    bins = values.size // width
-    return values[: bins * width].reshape(bins, width).mean(axis=1)
+def _training_result(result: Any, bin_episodes: int, extra: dict[str, Any] | None = None) -> RunResult:
+    """One agent's proxy and true return, averaged over bins of episodes, plus training-tail means
+    (exploration on: the reference measurements' metric)."""
+    bins = result.proxy_returns.shape[1] // bin_episodes
+
+    def binned(values: np.ndarray) -> list[float | None]:
+        return [float(v) for v in values[0, : bins * bin_episodes].reshape(bins, bin_episodes).mean(axis=1)]
+
+    episodes = [float((i + 1) * bin_episodes) for i in range(bins)]
+    curve = CurvePoints(episodes, binned(result.proxy_returns), binned(result.true_returns), "episodes")
+    tail_episodes = min(200, result.proxy_returns.shape[1])
+    summary = {f"{name} (last {tail_episodes} episodes)": float(values[0])
+               for name, values in result.tail(tail_episodes).items()}
+    return RunResult({"proxy vs true": curve}, {**summary, **(extra or {})})
 
 
-def _tail_summary(result: Any, episodes: int = 200) -> dict[str, float]:
-    """Training-tail means (with exploration on), the reference measurements' metric."""
-    tail = result.tail(min(episodes, result.proxy_returns.shape[1]))
-    return {f"{name} (last {episodes} episodes)": float(values[0]) for name, values in tail.items()}
+def _check_bins(episodes: int, bin_episodes: int) -> None:
+    if not 1 <= bin_episodes <= episodes:
+        raise ValueError(f"bin_episodes must be between 1 and episodes ({episodes}), got {bin_episodes}")
 
 
 def tabular_training(config: dict[str, Any], seed: int) -> RunResult:
@@ -56,10 +65,7 @@ def tabular_training(config: dict[str, Any], seed: int) -> RunResult:
     cfg = parse_config(TabularTrainingConfig, config)
     learner = QLearningConfig(episodes=cfg.episodes, learn_from=cfg.learn_from)  # type: ignore[arg-type]
     result = train_q_learning(cfg.env, learner, seed=seed, num_agents=1, env_kwargs=cfg.env_config)
-    proxy, true = _binned(result.proxy_returns[0], cfg.bin_episodes), _binned(result.true_returns[0], cfg.bin_episodes)
-    episodes = ((np.arange(proxy.size) + 1) * cfg.bin_episodes).astype(float)
-    return RunResult({"proxy vs true": CurvePoints(episodes.tolist(), proxy.tolist(), true.tolist(), "episodes")},
-                     {**_tail_summary(result), "states seen": result.states_seen})
+    return _training_result(result, cfg.bin_episodes, {"states seen": result.states_seen})
 
 
 @dataclass
@@ -70,6 +76,11 @@ class ApprovalTrainingConfig:
     decoupled: bool = False
     method: str = "q"
 
+    def __post_init__(self) -> None:
+        if self.method not in ("q", "pg"):
+            raise ValueError(f"method must be 'q' (Q-learning) or 'pg' (policy gradient), got {self.method!r}")
+        _check_bins(self.episodes, self.bin_episodes)
+
 
 def approval_training(config: dict[str, Any], seed: int) -> RunResult:
     from goodhartlab.rl.agents.tabular import ApprovalConfig, train_approval
@@ -77,10 +88,7 @@ def approval_training(config: dict[str, Any], seed: int) -> RunResult:
     cfg = parse_config(ApprovalTrainingConfig, config)
     learner = ApprovalConfig(episodes=cfg.episodes, decoupled=cfg.decoupled, method=cfg.method)  # type: ignore[arg-type]
     result = train_approval(cfg.env, learner, seed=seed, num_agents=1)
-    proxy, true = _binned(result.proxy_returns[0], cfg.bin_episodes), _binned(result.true_returns[0], cfg.bin_episodes)
-    episodes = ((np.arange(proxy.size) + 1) * cfg.bin_episodes).astype(float)
-    return RunResult({"proxy vs true": CurvePoints(episodes.tolist(), proxy.tolist(), true.tolist(), "episodes")},
-                     _tail_summary(result))
+    return _training_result(result, cfg.bin_episodes)
 
 
 @dataclass
@@ -101,8 +109,10 @@ class CapabilitySweepConfig:
     def __post_init__(self) -> None:
         if self.axis not in AXES:
             raise ValueError(f"axis {self.axis!r} is not one of {', '.join(AXES)}")
-        if not self.values:
+        if not isinstance(self.values, list) or not self.values:
             raise ValueError("values must list at least one setting of the axis")
+        if self.axis == "training_steps" and any(v < 0 for v in self.values):
+            raise ValueError(f"training_steps values must be >= 0, got {self.values}")
 
 
 def capability_sweep(config: dict[str, Any], seed: int) -> RunResult:
@@ -139,7 +149,9 @@ def capability_sweep(config: dict[str, Any], seed: int) -> RunResult:
             else:
                 agent = replace(base, width=int(value)) if cfg.axis == "width" else replace(base, depth=int(value))
             result = train_ppo(cfg.env, agent, env_kwargs=env_config)
-            e = evaluate(result.policy, cfg.env, episodes=cfg.eval_episodes, seed=seed + 1_000_003, **env_config)
+            e = evaluate(result.policy, cfg.env, episodes=cfg.eval_episodes,
+                         seed=seed + 1 if base.eval_seed is None else base.eval_seed,
+                         deterministic=base.eval_deterministic, **env_config)
             _collect(e)
     summary = {"axis": cfg.axis, "proxy_se": proxy_se, "true_se": true_se, "agent": asdict(base)}
     return RunResult({"proxy vs true": CurvePoints(pressure, proxy, true, cfg.axis)}, summary)

@@ -20,6 +20,12 @@ from goodhartlab.rl.batched import BatchedVectorEnv, make_batched
 LearnFrom = Literal["proxy", "true", "current_rf"]
 
 
+def linear_epsilon(start: float, end: float, decay_fraction: float, episodes: int, episode: np.ndarray) -> np.ndarray:
+    """Exploration rate per agent: linear from `start` to `end` over the first `decay_fraction` of episodes."""
+    frac = np.minimum(episode / max(1.0, decay_fraction * episodes), 1.0)
+    return start + frac * (end - start)
+
+
 @dataclass
 class QLearningConfig:
     """Defaults are those of the measurements in the research notes: alpha 0.2, gamma 0.95, epsilon
@@ -33,13 +39,13 @@ class QLearningConfig:
     epsilon_decay_fraction: float = 0.6
     learn_from: LearnFrom = "proxy"
     """`proxy`: the visible reward (the standard agent). `true`: the hidden reward (an oracle).
-    `current_rf`: the reward as the environment's reward function stood when the episode began
-    (Everitt et al.'s current-RF optimization), so changing the function later earns nothing."""
+    `current_rf`: each step's reward recomputed with the reward function's initial parameters (the
+    environment's `initial_reward_parameters`, restored at every reset, so: as it stood when the
+    episode began; Everitt et al.'s current-RF optimization), so changing the function earns nothing."""
 
     def epsilon(self, episode: np.ndarray) -> np.ndarray:
-        decay = max(1.0, self.epsilon_decay_fraction * self.episodes)
-        frac = np.minimum(episode / decay, 1.0)
-        return self.epsilon_start + frac * (self.epsilon_end - self.epsilon_start)
+        return linear_epsilon(self.epsilon_start, self.epsilon_end, self.epsilon_decay_fraction, self.episodes,
+                              episode)
 
 
 @dataclass
@@ -144,7 +150,9 @@ def train_q_learning(env_id: str, config: QLearningConfig | None = None, *, seed
             learn = np.array([reward_under(initial, {k: v[i] for k, v in info.items() if isinstance(v, np.ndarray)})
                               for i in rows])
         done = terminated | truncated
-        next_obs = np.where(done[:, None, None], info["final_obs"], obs) if done.any() else obs
+        per_copy = done.reshape(-1, *(1,) * (obs.ndim - 1))
+        next_obs = np.where(per_copy, info["final_obs"], obs) if done.any() else obs
+        assert next_obs.shape == obs.shape, (next_obs.shape, obs.shape)
         next_state = table(next_obs)
         q = table.q
         bootstrap = np.where(terminated, 0.0, q[rows, next_state].max(axis=1))
@@ -194,10 +202,15 @@ class ApprovalConfig:
     temperature: float = 1.0
     """Policy-gradient softmax temperature over the tabular logits."""
 
+    def __post_init__(self) -> None:
+        if self.method not in ("q", "pg"):
+            raise ValueError(f"method must be 'q' (Q-learning) or 'pg' (policy gradient), got {self.method!r}")
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+
     def epsilon(self, episode: np.ndarray) -> np.ndarray:
-        decay = max(1.0, self.epsilon_decay_fraction * self.episodes)
-        frac = np.minimum(episode / decay, 1.0)
-        return self.epsilon_start + frac * (self.epsilon_end - self.epsilon_start)
+        return linear_epsilon(self.epsilon_start, self.epsilon_end, self.epsilon_decay_fraction, self.episodes,
+                              episode)
 
 
 def train_approval(env_id: str = "goodhartlab/RegisterTampering-v0", config: ApprovalConfig | None = None, *,

@@ -43,6 +43,7 @@ import numpy as np
 from gymnasium import spaces
 
 from goodhartlab.rl.batched import BatchedCore, SingleEnv, StepBatch
+from goodhartlab.rl.envs.composite import pair_metadata, weighted
 
 BETA = 0.6
 LATENT_P = 1.0 - np.exp(-1.0 / 3.0)
@@ -107,16 +108,12 @@ PAIRS: dict[str, dict[str, Any]] = {
 }
 
 
-def _metadata(pair: str) -> dict[str, Any]:
-    spec = PAIRS[pair]
-    return {key: spec[key] for key in ("misspecification", "proxy_reward", "true_reward", "description")}
-
 
 class EpidemicCore(BatchedCore):
     """B towns, each a stochastic SEIR-with-critical-care epidemic under one regulator."""
 
     PAIR: ClassVar[str] = "ontological"
-    metadata: ClassVar[dict[str, Any]] = _metadata("ontological")
+    metadata: ClassVar[dict[str, Any]] = pair_metadata(PAIRS, "ontological")
     OBS_DIM = 3 * HISTORY + 1
 
     def __init__(self, num_envs: int, *, action_resolution: float = 0.0, observation_noise: float = 0.0,
@@ -126,6 +123,8 @@ class EpidemicCore(BatchedCore):
         super().__init__(num_envs)
         if action_resolution < 0 or observation_noise < 0 or not 0 < testing_rate <= 1:
             raise ValueError("need action_resolution >= 0, observation_noise >= 0, 0 < testing_rate <= 1")
+        if population < 1 or horizon < 1:
+            raise ValueError(f"population and horizon must be >= 1, got {population} and {horizon}")
         self.stage_step = max(1, round(action_resolution))
         self.observation_noise = float(observation_noise)
         self.testing_rate = float(testing_rate)
@@ -210,8 +209,8 @@ class EpidemicCore(BatchedCore):
             "political": -raised.astype(np.float64) * (np.minimum(infected_before - POLITICAL_THRESHOLD, 0.0)
                                     / POLITICAL_THRESHOLD) ** 2,
         }
-        proxy = sum(w * terms[k] for k, w in self.proxy_weights.items())
-        true = sum(w * terms[k] for k, w in self.true_weights.items())
+        proxy = weighted(terms, self.proxy_weights)
+        true = weighted(terms, self.true_weights)
         self.history = np.roll(self.history, -1, axis=1)
         self.history[:, -1] = self._measure(np.arange(b), rng)
         self._noise = self.observation_noise * rng.standard_normal((b, self.OBS_DIM)).astype(np.float32)
@@ -229,22 +228,22 @@ class EpidemicCore(BatchedCore):
 
 class EpidemicEconomyCore(EpidemicCore):
     PAIR = "misweighting"
-    metadata = _metadata("misweighting")
+    metadata = pair_metadata(PAIRS, "misweighting")
 
 
 class EpidemicTestingCore(EpidemicCore):
     PAIR = "scope"
-    metadata = _metadata("scope")
+    metadata = pair_metadata(PAIRS, "scope")
 
 
 class EpidemicTermCore(EpidemicCore):
     PAIR = "term"
-    metadata = _metadata("term")
+    metadata = pair_metadata(PAIRS, "term")
 
 
 class EpidemicControlCore(EpidemicCore):
     PAIR = "control"
-    metadata = _metadata("control")
+    metadata = pair_metadata(PAIRS, "control")
 
 
 class EpidemicEnv(SingleEnv):

@@ -41,6 +41,7 @@ import numpy as np
 from gymnasium import spaces
 
 from goodhartlab.rl.batched import BatchedCore, SingleEnv, StepBatch
+from goodhartlab.rl.envs.composite import pair_metadata, quantize, weighted
 
 STEP_MIN = 5
 STEPS_PER_DAY = 24 * 60 // STEP_MIN
@@ -90,10 +91,6 @@ PAIRS: dict[str, dict[str, Any]] = {
 }
 
 
-def _metadata(pair: str) -> dict[str, Any]:
-    spec = PAIRS[pair]
-    return {key: spec[key] for key in ("misspecification", "proxy_reward", "true_reward", "description")}
-
 
 def magni_risk(bg: np.ndarray) -> np.ndarray:
     """Magni et al.'s (2007) glycemic risk of a glucose reading (mg/dL); 0 at ~139, ~25 at 70, ~30 at 300."""
@@ -105,16 +102,12 @@ def insulin_rate(action: np.ndarray, basal: np.ndarray | float = BASAL) -> np.nd
     return basal * (8.0 ** action - 0.125) / 0.875
 
 
-def quantize(actions: np.ndarray, resolution: float) -> np.ndarray:
-    """Round actions to a grid of step `resolution` (Pan's disc_action_noise); 0 leaves them alone."""
-    return actions if resolution <= 0 else np.round(actions / resolution) * resolution
-
 
 class GlucoseCore(BatchedCore):
     """B virtual type-1 patients, each a Bergman minimal model with meals, on an insulin pump."""
 
     PAIR: ClassVar[str] = "ontological"
-    metadata: ClassVar[dict[str, Any]] = _metadata("ontological")
+    metadata: ClassVar[dict[str, Any]] = pair_metadata(PAIRS, "ontological")
     OBS_DIM = 2 * HISTORY + 2
 
     def __init__(self, num_envs: int, *, action_resolution: float = 0.0, observation_noise: float = 0.0,
@@ -189,8 +182,8 @@ class GlucoseCore(BatchedCore):
             "magni_high": -np.where(g >= MAGNI_MIN, risk, 0.0),
             "cost": -(HOSPITAL_COST * (g < HYPO) + INSULIN_COST * INTERVALS_PER_YEAR * units) / self.horizon,
         }
-        proxy = sum(w * terms[k] for k, w in self.proxy_weights.items())
-        true = sum(w * terms[k] for k, w in self.true_weights.items())
+        proxy = weighted(terms, self.proxy_weights)
+        true = weighted(terms, self.true_weights)
         reading = (g - 140.0) / 60.0 + self.observation_noise * rng.standard_normal(b)
         self.cgm = np.roll(self.cgm, -1, axis=1)
         self.cgm[:, -1] = reading
@@ -210,12 +203,12 @@ class GlucoseCore(BatchedCore):
 
 class GlucoseLowRiskCore(GlucoseCore):
     PAIR = "misweighting"
-    metadata = _metadata("misweighting")
+    metadata = pair_metadata(PAIRS, "misweighting")
 
 
 class GlucoseControlCore(GlucoseCore):
     PAIR = "control"
-    metadata = _metadata("control")
+    metadata = pair_metadata(PAIRS, "control")
 
 
 class GlucoseEnv(SingleEnv):

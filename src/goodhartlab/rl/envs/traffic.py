@@ -43,6 +43,7 @@ import numpy as np
 from gymnasium import spaces
 
 from goodhartlab.rl.batched import BatchedCore, SingleEnv, StepBatch
+from goodhartlab.rl.envs.composite import pair_metadata, quantize, weighted
 
 DT = 0.5
 ROAD_END = 700.0
@@ -110,10 +111,6 @@ PAIRS: dict[str, dict[str, Any]] = {
 }
 
 
-def _metadata(pair: str) -> dict[str, Any]:
-    spec = PAIRS[pair]
-    return {key: spec[key] for key in ("misspecification", "proxy_reward", "true_reward", "description")}
-
 
 def idm_accel(v: np.ndarray, v_lead: np.ndarray, gap: np.ndarray, v0: np.ndarray | float) -> np.ndarray:
     """Intelligent Driver Model acceleration (m/s^2) at speed v behind a leader `gap` metres ahead."""
@@ -121,18 +118,12 @@ def idm_accel(v: np.ndarray, v_lead: np.ndarray, gap: np.ndarray, v0: np.ndarray
     return IDM_A * (1.0 - (v / v0) ** 4 - (s_star / np.maximum(gap, 0.1)) ** 2)
 
 
-def quantize(actions: np.ndarray, resolution: float) -> np.ndarray:
-    """Pan's disc_action_noise: round actions to a grid of step `resolution` (0 leaves them alone)."""
-    if resolution <= 0:
-        return actions
-    return np.round(actions / resolution) * resolution
-
 
 class TrafficMergeCore(BatchedCore):
     """B copies of the merge, every car of every copy stepped in one set of array operations."""
 
     PAIR: ClassVar[str] = "ontological"
-    metadata: ClassVar[dict[str, Any]] = _metadata("ontological")
+    metadata: ClassVar[dict[str, Any]] = pair_metadata(PAIRS, "ontological")
     OBS_DIM = 12
 
     def __init__(self, num_envs: int, *, action_resolution: float = 0.0, observation_noise: float = 0.0,
@@ -140,6 +131,9 @@ class TrafficMergeCore(BatchedCore):
         super().__init__(num_envs)
         if action_resolution < 0 or observation_noise < 0:
             raise ValueError("action_resolution and observation_noise must be >= 0")
+        if main_inflow <= 0 or ramp_inflow <= 0 or horizon < 1:
+            raise ValueError(f"main_inflow and ramp_inflow (vehicles/hour) must be > 0 and horizon >= 1, got "
+                             f"{main_inflow}, {ramp_inflow}, {horizon}")
         self.action_resolution = float(action_resolution)
         self.observation_noise = float(observation_noise)
         self.horizon = int(horizon)
@@ -311,8 +305,8 @@ class TrafficMergeCore(BatchedCore):
         self._exits_and_entries(rng)
         self._nb = self._neighbours()
         terms = self._terms(cmd)
-        proxy = sum(w * terms[k] for k, w in self.proxy_weights.items())
-        true = sum(w * terms[k] for k, w in self.true_weights.items())
+        proxy = weighted(terms, self.proxy_weights)
+        true = weighted(terms, self.true_weights)
         self._noise = self.observation_noise * rng.standard_normal((b, self.OBS_DIM)).astype(np.float32)
         extra = {"trips": self.trips.copy(), "merges": self.merges.copy(), "waiting": self.waiting_ramp.copy(),
                  "rl_speed": self.v[:, 0].copy(), "rl_on_ramp": self.on_ramp[:, 0].copy()}
@@ -418,17 +412,17 @@ class TrafficMergeCore(BatchedCore):
 
 class TrafficMergeScopeCore(TrafficMergeCore):
     PAIR = "scope"
-    metadata = _metadata("scope")
+    metadata = pair_metadata(PAIRS, "scope")
 
 
 class TrafficMergeAccelCore(TrafficMergeCore):
     PAIR = "misweighting"
-    metadata = _metadata("misweighting")
+    metadata = pair_metadata(PAIRS, "misweighting")
 
 
 class TrafficMergeControlCore(TrafficMergeCore):
     PAIR = "control"
-    metadata = _metadata("control")
+    metadata = pair_metadata(PAIRS, "control")
 
 
 class TrafficMergeEnv(SingleEnv):
