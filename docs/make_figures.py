@@ -1,4 +1,7 @@
-"""Regenerate the figures of docs/measure.md from the demo's store: python docs/make_figures.py"""
+"""Regenerate the figures of docs/measure.md and docs/rl.md: python docs/make_figures.py
+
+The demo's studies come from its store; the Pan et al. analogues from examples/rl-training-steps.yaml.
+"""
 
 from pathlib import Path
 
@@ -7,24 +10,40 @@ import matplotlib.pyplot as plt
 from goodhartlab.lab import plots
 from goodhartlab.lab.demo import run_demo
 from goodhartlab.lab.report import curves_by_name
+from goodhartlab.lab.runner import run_sweep
+from goodhartlab.lab.spec import load_spec
 from goodhartlab.lab.store import ResultsStore
 from goodhartlab.measure.transitions import find_onset, find_peak
 
 HERE = Path(__file__).parent
-report, _ = run_demo(HERE / "figures" / "demo-store", progress=False)
-with ResultsStore(HERE / "figures" / "demo-store" / "results.sqlite") as store:
-    for study in ("bestofn-goodhart", "ensembles", "transitions"):
-        runs = store.runs(study)
-        fits = {r.variant: r.summary for r in runs if "fit" in r.summary}
-        for index, (name, variants) in enumerate(curves_by_name(store, runs).items()):
-            figure, gold_axis, proxy_axis = plots.new_figure()
-            for k, (variant, curve) in enumerate(variants.items()):
-                color = plt.get_cmap("tab10")(k)
-                plots.draw_curve(gold_axis, proxy_axis, curve, variant, color, find_peak(curve), find_onset(curve))
-                if variant in fits:
-                    plots.draw_law(gold_axis, fits[variant]["early_fit"], float(curve.pressure.max()), color,
-                                   f"{variant}: early-data law")
-            plots.finish(figure, gold_axis, proxy_axis, next(iter(variants.values())).pressure_kind)
-            gold_axis.set_title(f"{study}: {name}", fontsize=9)
-            figure.savefig(HERE / "figures" / f"{study}-{index}.png")
-            plt.close(figure)
+FIGURES = HERE / "figures"
+
+
+def draw(store: ResultsStore, study: str) -> None:
+    runs = store.runs(study)
+    fits = {r.variant: r.summary for r in runs if "fit" in r.summary}
+    for index, (name, variants) in enumerate(curves_by_name(store, runs).items()):
+        figure, gold_axis, proxy_axis = plots.new_figure()
+        for k, (variant, curve) in enumerate(variants.items()):
+            color = plt.get_cmap("tab10")(k)
+            plots.draw_curve(gold_axis, proxy_axis, curve, variant, color, find_peak(curve), find_onset(curve))
+            if variant in fits and "early_fit" in fits[variant]:
+                plots.draw_law(gold_axis, fits[variant]["early_fit"], float(curve.pressure.max()), color,
+                               f"{variant}: early-data law")
+        plots.finish(figure, gold_axis, proxy_axis, next(iter(variants.values())).pressure_kind)
+        gold_axis.set_title(f"{study}: {name}", fontsize=9)
+        figure.savefig(FIGURES / f"{study}-{index}.png")
+        plt.close(figure)
+
+
+run_demo(FIGURES / "demo-store", progress=False)
+with ResultsStore(FIGURES / "demo-store" / "results.sqlite") as store:
+    for study in ("bestofn-goodhart", "ensembles", "transitions", "rl-tomato", "rl-tampering", "rl-capability"):
+        draw(store, study)
+
+spec = load_spec(HERE.parent / "examples" / "rl-training-steps.yaml")
+with ResultsStore(FIGURES / "demo-store" / "results.sqlite") as store:
+    store.add_study(spec.study, spec.title, spec.description, spec.meta)
+run_sweep(spec.runs, FIGURES / "demo-store" / "results.sqlite", progress=False)
+with ResultsStore(FIGURES / "demo-store" / "results.sqlite") as store:
+    draw(store, spec.study)
