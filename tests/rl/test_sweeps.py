@@ -51,13 +51,14 @@ def test_training_longer_raises_the_proxy_and_lowers_the_true_reward(tmp_path: P
     np.testing.assert_array_equal(curves["control"].proxy, curves["control"].gold)
 
 
-def test_capability_sweep_over_an_environment_knob() -> None:
-    """Action resolution is an environment argument; each value trains its own agent."""
-    result = capability_sweep({"env": "goodhartlab/Epidemic-v0", "axis": "action_resolution", "values": [1, 2],
+@pytest.mark.parametrize("axis", ["action_resolution", "observation_noise", "width", "depth"])
+def test_capability_sweep_over_each_axis(axis: str) -> None:
+    """Environment knobs go to the environment, model-size knobs to the network; each value trains its own agent."""
+    result = capability_sweep({"env": "goodhartlab/Epidemic-v0", "axis": axis, "values": [1, 2],
                                "agent": {"total_steps": 512, "num_envs": 2, "n_steps": 128, "minibatch_size": 64},
                                "eval_episodes": 2}, seed=0)
     points = result.curves["proxy vs true"]
-    assert points.pressure == [1.0, 2.0] and points.pressure_kind == "action_resolution"
+    assert points.pressure == [1.0, 2.0] and points.pressure_kind == axis
     assert all(np.isfinite(points.proxy)) and all(np.isfinite(points.gold))
 
 
