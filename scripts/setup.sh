@@ -13,7 +13,7 @@ fi
 # torch first, pinned: resolved as a dependency on a fresh machine it would pull the CUDA stack.
 .venv/bin/python -m pip install --quiet torch==2.13.0
 if [ "${1:-}" = "--dev" ]; then
-    .venv/bin/python -m pip install --quiet -e ".[rl,atari,dev]"
+    .venv/bin/python -m pip install --quiet -e ".[rl,atari,llm,dev]"
     if ! command -v chromium >/dev/null 2>&1; then
         if [ "$(id -u)" = 0 ]; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

