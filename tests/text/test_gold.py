@@ -1,0 +1,50 @@
+"""The sentiment task's gold reward: the shipped head reaches its accuracy on held-out MultiEmo reviews."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from goodhartlab.text.gold import LogisticHead, fit_logistic, load_head, split
+
+
+def test_logistic_regression_recovers_a_planted_direction() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 5))
+    truth = np.array([2.0, -1.0, 0.0, 0.5, 0.0])
+    y = (rng.random(2000) < 1 / (1 + np.exp(-(x @ truth - 0.3)))).astype(float)
+    w, b = fit_logistic(x, y, l2=0.0)
+    np.testing.assert_allclose(w, truth, atol=0.2)
+    assert b == pytest.approx(-0.3, abs=0.15)
+
+
+def test_split_is_deterministic_and_disjoint() -> None:
+    train, held_out = split(100)
+    again = split(100)
+    assert np.array_equal(train, again[0]) and np.array_equal(held_out, again[1])
+    assert len(held_out) == 20 and not set(train) & set(held_out)
+
+
+def test_shipped_head_carries_its_provenance() -> None:
+    head = load_head()
+    assert head.weights.shape == (384,)
+    assert head.provenance["held_out_accuracy"] >= 0.85
+    assert LogisticHead.from_json(head.to_json()).bias == head.bias
+
+
+@pytest.mark.assets
+def test_gold_head_accuracy_on_held_out_multiemo() -> None:
+    """Acceptance: >= 0.85 held-out accuracy (positive vs negative, 1,080 reviews never used in training)."""
+    from goodhartlab.text.data import multiemo
+    from goodhartlab.text.gold import SentimentGold
+
+    reviews = multiemo()
+    _, held_out = split(len(reviews))
+    gold = SentimentGold()
+    texts = [reviews[i].text for i in held_out]
+    labels = np.array([reviews[i].label == "positive" for i in held_out])
+    probability = gold.score(texts, [""] * len(texts))
+    assert ((probability > 0.5) == labels).mean() >= 0.85
+    happy, sad = gold.score(["The hotel was", "The hotel was"], [" wonderful, clean and friendly.",
+                                                                  " dirty, noisy and the staff were rude."])
+    assert happy > 0.5 > sad
