@@ -25,14 +25,16 @@ import yaml
 
 from goodhartlab.lab.runner import RunSpec
 
-TASKS = {
-    "capability_sweep": "goodhartlab.rl.sweeps:capability_sweep",
-    "tabular_training": "goodhartlab.rl.sweeps:tabular_training",
-    "approval_training": "goodhartlab.rl.sweeps:approval_training",
-    "bestofn_goodhart": "goodhartlab.lab.studies:bestofn_goodhart",
-    "ensemble_goodhart": "goodhartlab.lab.studies:ensemble_goodhart",
-    "planted_transition": "goodhartlab.lab.studies:planted_transition",
+TASKS = {  # name in a spec -> (the task, the config dataclass in the same module that checks its fields)
+    "capability_sweep": ("goodhartlab.rl.sweeps:capability_sweep", "CapabilitySweepConfig"),
+    "tabular_training": ("goodhartlab.rl.sweeps:tabular_training", "TabularTrainingConfig"),
+    "approval_training": ("goodhartlab.rl.sweeps:approval_training", "ApprovalTrainingConfig"),
+    "bestofn_study": ("goodhartlab.text.bestofn:bestofn_study", "BestOfNConfig"),
+    "bestofn_goodhart": ("goodhartlab.lab.studies:bestofn_goodhart", "BestOfNGoodhartConfig"),
+    "ensemble_goodhart": ("goodhartlab.lab.studies:ensemble_goodhart", "EnsembleGoodhartConfig"),
+    "planted_transition": ("goodhartlab.lab.studies:planted_transition", "PlantedTransitionConfig"),
 }
+CONFIG_CLASSES = dict(TASKS.values())
 TOP_LEVEL = {"study", "title", "description", "task", "seeds", "config", "variants", "log_x"}
 
 
@@ -75,7 +77,7 @@ def load_spec(path: str | Path) -> Spec:
         if not isinstance(data.get(required), str) or not data[required].strip():
             raise SpecError(f"{where}: field '{required}' is missing or not a string")
     task_name: str = data["task"]
-    task: str = TASKS.get(task_name) or task_name
+    task: str = TASKS[task_name][0] if task_name in TASKS else task_name
     if ":" not in task:
         raise SpecError(f"{where}: field 'task': {task_name!r} is not one of {', '.join(TASKS)} "
                         "nor a 'package.module:function' path")
@@ -117,9 +119,8 @@ def _check_config(where: str, field_name: str, task: str, config: dict[str, Any]
     """Build the task's config dataclass (if it declares one) so a typo fails here, not mid-run."""
     from goodhartlab.lab import studies
 
-    module_name, _, function = task.partition(":")
-    module = importlib.import_module(module_name)
-    config_class = getattr(module, _CONFIG_CLASSES.get(function, ""), None)
+    module = importlib.import_module(task.partition(":")[0])
+    config_class = getattr(module, CONFIG_CLASSES.get(task, ""), None)
     if config_class is None:
         return
     try:
@@ -151,13 +152,3 @@ def _check_environment(config: Any) -> None:
         from goodhartlab.rl.agents.ppo import PPOConfig
 
         parse_config(PPOConfig, config.agent)
-
-
-_CONFIG_CLASSES = {
-    "capability_sweep": "CapabilitySweepConfig",
-    "tabular_training": "TabularTrainingConfig",
-    "approval_training": "ApprovalTrainingConfig",
-    "bestofn_goodhart": "BestOfNGoodhartConfig",
-    "ensemble_goodhart": "EnsembleGoodhartConfig",
-    "planted_transition": "PlantedTransitionConfig",
-}

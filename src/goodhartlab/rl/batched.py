@@ -9,6 +9,7 @@ makes our agents and sweeps fast: a step of 1,024 gridworlds is one NumPy call, 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -61,9 +62,8 @@ class BatchedCore(ABC):
     def step(self, actions: np.ndarray, rng: np.random.Generator) -> StepBatch:
         """Advance every copy by one step; `actions` has shape (num_envs, *action_space.shape)."""
 
-    def render_rgb(self, index: int) -> np.ndarray:
-        """An RGB picture of copy `index`, for humans."""
-        raise NotImplementedError(f"{type(self).__name__} has no RGB rendering")
+    render_rgb: Callable[..., np.ndarray] | None = None
+    """Cores that draw themselves define `render_rgb(index)`, an RGB picture of one copy for humans."""
 
     def episode_info(self, index: int) -> dict[str, Any]:
         """Extra per-copy facts worth logging at any step (say, whether a switch was tampered with)."""
@@ -78,14 +78,16 @@ class SingleEnv(gym.Env[np.ndarray, Any]):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "core_class" in cls.__dict__:
-            cls.metadata = {**cls.core_class.metadata, "render_modes": ["rgb_array"], "render_fps": 8}
+            modes = ["rgb_array"] if cls.core_class.render_rgb is not None else []
+            cls.metadata = {**cls.core_class.metadata, "render_modes": modes, "render_fps": 8}
 
     def __init__(self, render_mode: str | None = None, **config: Any) -> None:
         self.core = self.core_class(1, **config)
         self.observation_space = self.core.observation_space
         self.action_space = self.core.action_space
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} is not supported by {type(self).__name__}; "
+                             f"supported: {self.metadata['render_modes'] or 'none'}")
         self.render_mode = render_mode
         self._started = False
         self._ended = False
@@ -111,7 +113,17 @@ class SingleEnv(gym.Env[np.ndarray, Any]):
                 info)
 
     def render(self) -> np.ndarray | None:
-        return self.core.render_rgb(0) if self.render_mode == "rgb_array" else None
+        if self.render_mode != "rgb_array" or self.core.render_rgb is None:
+            return None
+        return self.core.render_rgb(0)
+
+
+def single_env(core_class: type[BatchedCore], name: str) -> type[SingleEnv]:
+    """The Gymnasium class of one copy of `core_class`, named for users and registries; its docstring
+    is the core's, followed by the proxy and true reward from the metadata."""
+    meta = core_class.metadata
+    doc = f"{core_class.__doc__ or ''}\n\nProxy: {meta.get('proxy_reward')}.\nTrue: {meta.get('true_reward')}."
+    return type(name, (SingleEnv,), {"core_class": core_class, "__doc__": doc, "__module__": core_class.__module__})
 
 
 class BatchedVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from goodhartlab.lab.store import CurvePoints, RunResult
-from goodhartlab.lab.studies import parse_config
+from goodhartlab.lab.studies import DEFAULT_NS, parse_config
 
 
 @dataclass
@@ -39,7 +39,7 @@ class BestOfNConfig:
             raise ValueError(f"need prompts >= 1 and pool >= 2, got {self.prompts} and {self.pool}")
 
     def ns(self) -> list[int]:
-        return [n for n in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if n <= self.pool]
+        return [n for n in DEFAULT_NS if n <= self.pool]
 
 
 def bestofn_study(config: dict[str, Any], seed: int) -> RunResult:

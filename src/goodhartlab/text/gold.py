@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
+from goodhartlab.text.scorers import check_pairs
+
 HEAD_FILE = "multiemo_minilm_logreg.json"
 HELD_OUT_FRACTION = 0.2
 SPLIT_SEED = 0
@@ -79,7 +81,6 @@ class SentimentGold:
         self.head = head or load_head()
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        if len(prompts) != len(responses):
-            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        check_pairs(prompts, responses)
         texts = [p + r for p, r in zip(prompts, responses, strict=True)]
         return self.head.probability(self.encoder.encode(texts).astype(np.float64))

@@ -18,7 +18,8 @@ class Scorer(Protocol):
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray: ...
 
 
-def _check(prompts: list[str], responses: list[str]) -> None:
+def check_pairs(prompts: list[str], responses: list[str]) -> None:
+    """Every scorer's first check: one response per prompt."""
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
 
@@ -35,7 +36,7 @@ class VaderProxy:
         self._analyzer = SentimentIntensityAnalyzer()
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        _check(prompts, responses)
+        check_pairs(prompts, responses)
         return np.array([self._analyzer.polarity_scores(p + r)["compound"] for p, r in zip(prompts, responses,
                                                                                             strict=True)])
 
@@ -52,7 +53,7 @@ class AfinnProxy:
         self._afinn = Afinn()
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        _check(prompts, responses)
+        check_pairs(prompts, responses)
         return np.array([self._afinn.score(p + r) for p, r in zip(prompts, responses, strict=True)], dtype=float)
 
 

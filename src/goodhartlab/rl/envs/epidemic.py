@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from goodhartlab.rl.batched import BatchedCore, SingleEnv, StepBatch
+from goodhartlab.rl.batched import BatchedCore, StepBatch, single_env
 from goodhartlab.rl.envs.composite import pair_metadata, weighted
 
 BETA = 0.6
@@ -106,7 +106,6 @@ PAIRS: dict[str, dict[str, Any]] = {
         "description": "Epidemic control: the agent is trained on the true reward itself.",
     },
 }
-
 
 
 class EpidemicCore(BatchedCore):
@@ -246,34 +245,11 @@ class EpidemicControlCore(EpidemicCore):
     metadata = pair_metadata(PAIRS, "control")
 
 
-class EpidemicEnv(SingleEnv):
-    """Ontological pair: Pan's proxy vs the proxy plus political cost."""
-
-    core_class = EpidemicCore
-
-
-class EpidemicEconomyEnv(SingleEnv):
-    """Misweighting pair: cost of restrictions weighted 0.1 (proxy) vs 1 (true)."""
-
-    core_class = EpidemicEconomyCore
-
-
-class EpidemicTestingEnv(SingleEnv):
-    """Scope pair: infections counted only up to the testing capacity (proxy) vs all of them (true)."""
-
-    core_class = EpidemicTestingCore
-
-
-class EpidemicTermEnv(SingleEnv):
-    """Scope pair: infections counted only during the regulator's term (proxy) vs every day (true)."""
-
-    core_class = EpidemicTermCore
-
-
-class EpidemicControlEnv(SingleEnv):
-    """Control: trained on the true reward (with political cost), so proxy == true."""
-
-    core_class = EpidemicControlCore
+EpidemicEnv = single_env(EpidemicCore, "EpidemicEnv")
+EpidemicEconomyEnv = single_env(EpidemicEconomyCore, "EpidemicEconomyEnv")
+EpidemicTestingEnv = single_env(EpidemicTestingCore, "EpidemicTestingEnv")
+EpidemicTermEnv = single_env(EpidemicTermCore, "EpidemicTermEnv")
+EpidemicControlEnv = single_env(EpidemicControlCore, "EpidemicControlEnv")
 
 
 # -- hand policies (batched observations -> actions in {0: lower, 1: keep, 2: raise}) -------------------

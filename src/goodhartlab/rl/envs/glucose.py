@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from goodhartlab.rl.batched import BatchedCore, SingleEnv, StepBatch
+from goodhartlab.rl.batched import BatchedCore, StepBatch, single_env
 from goodhartlab.rl.envs.composite import pair_metadata, quantize, weighted
 
 STEP_MIN = 5
@@ -91,7 +91,6 @@ PAIRS: dict[str, dict[str, Any]] = {
 }
 
 
-
 def magni_risk(bg: np.ndarray) -> np.ndarray:
     """Magni et al.'s (2007) glycemic risk of a glucose reading (mg/dL); 0 at ~139, ~25 at 70, ~30 at 300."""
     return 10.0 * (3.5506 * (np.log(np.maximum(bg, 1.0)) ** 0.8353 - 3.7932)) ** 2
@@ -100,7 +99,6 @@ def magni_risk(bg: np.ndarray) -> np.ndarray:
 def insulin_rate(action: np.ndarray, basal: np.ndarray | float = BASAL) -> np.ndarray:
     """Action in [-1, 1] -> insulin rate in U/h: 0 gives the basal rate, -1 none, +1 nine times basal."""
     return basal * (8.0 ** action - 0.125) / 0.875
-
 
 
 class GlucoseCore(BatchedCore):
@@ -211,22 +209,9 @@ class GlucoseControlCore(GlucoseCore):
     metadata = pair_metadata(PAIRS, "control")
 
 
-class GlucoseEnv(SingleEnv):
-    """Ontological pair: Magni risk (proxy) vs cost of care (true)."""
-
-    core_class = GlucoseCore
-
-
-class GlucoseLowRiskEnv(SingleEnv):
-    """Misweighting pair: hypoglycemic risk weighted 0.1 (proxy) vs 1 (true)."""
-
-    core_class = GlucoseLowRiskCore
-
-
-class GlucoseControlEnv(SingleEnv):
-    """Control: trained on the true reward (cost of care), so proxy == true."""
-
-    core_class = GlucoseControlCore
+GlucoseEnv = single_env(GlucoseCore, "GlucoseEnv")
+GlucoseLowRiskEnv = single_env(GlucoseLowRiskCore, "GlucoseLowRiskEnv")
+GlucoseControlEnv = single_env(GlucoseControlCore, "GlucoseControlEnv")
 
 
 # -- hand policies (batched observations -> actions) ----------------------------------------------------

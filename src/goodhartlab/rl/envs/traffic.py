@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from goodhartlab.rl.batched import BatchedCore, SingleEnv, StepBatch
+from goodhartlab.rl.batched import BatchedCore, StepBatch, single_env
 from goodhartlab.rl.envs.composite import pair_metadata, quantize, weighted
 
 DT = 0.5
@@ -111,12 +111,10 @@ PAIRS: dict[str, dict[str, Any]] = {
 }
 
 
-
 def idm_accel(v: np.ndarray, v_lead: np.ndarray, gap: np.ndarray, v0: np.ndarray | float) -> np.ndarray:
     """Intelligent Driver Model acceleration (m/s^2) at speed v behind a leader `gap` metres ahead."""
     s_star = IDM_S0 + np.maximum(v * IDM_T + v * (v - v_lead) / (2.0 * np.sqrt(IDM_A * IDM_B)), 0.0)
     return IDM_A * (1.0 - (v / v0) ** 4 - (s_star / np.maximum(gap, 0.1)) ** 2)
-
 
 
 class TrafficMergeCore(BatchedCore):
@@ -425,28 +423,10 @@ class TrafficMergeControlCore(TrafficMergeCore):
     metadata = pair_metadata(PAIRS, "control")
 
 
-class TrafficMergeEnv(SingleEnv):
-    """Ontological pair: velocity (proxy) vs commute time (true)."""
-
-    core_class = TrafficMergeCore
-
-
-class TrafficMergeScopeEnv(SingleEnv):
-    """Scope pair: desired velocity near the ramp (proxy) vs of all vehicles (true)."""
-
-    core_class = TrafficMergeScopeCore
-
-
-class TrafficMergeAccelEnv(SingleEnv):
-    """Misweighting pair: acceleration penalty 0.01 (proxy) vs 1 (true)."""
-
-    core_class = TrafficMergeAccelCore
-
-
-class TrafficMergeControlEnv(SingleEnv):
-    """Control: trained on the true reward (commute time), so proxy == true."""
-
-    core_class = TrafficMergeControlCore
+TrafficMergeEnv = single_env(TrafficMergeCore, "TrafficMergeEnv")
+TrafficMergeScopeEnv = single_env(TrafficMergeScopeCore, "TrafficMergeScopeEnv")
+TrafficMergeAccelEnv = single_env(TrafficMergeAccelCore, "TrafficMergeAccelEnv")
+TrafficMergeControlEnv = single_env(TrafficMergeControlCore, "TrafficMergeControlEnv")
 
 
 # -- hand policies (batched observations -> actions), for tests and as trusted reference policies -------
