@@ -85,9 +85,10 @@ class SingleEnv(gym.Env[np.ndarray, Any]):
         self.core = self.core_class(1, **config)
         self.observation_space = self.core.observation_space
         self.action_space = self.core.action_space
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported by {type(self).__name__}; "
-                             f"supported: {self.metadata['render_modes'] or 'none'}")
+        # Gymnasium (and SB3's make_vec_env, which asks for rgb_array) only warn about a mode an environment
+        # cannot draw; such environments render nothing. Anything else is a typo.
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
         self.render_mode = render_mode
         self._started = False
         self._ended = False
