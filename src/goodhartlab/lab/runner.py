@@ -7,6 +7,8 @@ one transaction, so killing the sweep (even with SIGKILL) loses at most the runs
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -67,6 +69,16 @@ def _execute(spec: RunSpec) -> tuple[RunResult, float]:
     return result, time.perf_counter() - start
 
 
+def _share_cores(workers: int) -> None:
+    """Give each worker process its share of the cores: two processes of two-thread torch on two cores
+    thrash and run several times slower than one thread each."""
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, threads)
+    if "torch" in sys.modules:  # inherited from a forked parent: the variables are read too late
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 @dataclass(frozen=True)
 class SweepSummary:
     ran: int
@@ -98,7 +110,8 @@ def run_sweep(runs: Sequence[RunSpec], store_path: str | Path, *, workers: int =
                 for spec in pending:
                     save(spec, *_execute(spec))
             else:
-                with ProcessPoolExecutor(max_workers=workers) as pool:
+                with ProcessPoolExecutor(max_workers=workers, initializer=_share_cores,
+                                         initargs=(workers,)) as pool:
                     futures: dict[Future[tuple[RunResult, float]], RunSpec] = {
                         pool.submit(_execute, spec): spec for spec in pending}
                     while futures:
