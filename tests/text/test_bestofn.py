@@ -44,6 +44,34 @@ def test_pool_sampling_gives_each_prompt_its_pool_and_repeats_with_the_seed() ->
         sample_pool(model, tokenizer, prompts, 0)
 
 
+def test_pool_sampling_at_zero_temperature_is_greedy_decoding_of_each_prompt_alone() -> None:
+    """Shared prompt caches, left padding across prompts and rows leaving the batch change nothing."""
+    model, tokenizer = tiny_policy()
+    prompts = ["the hotel was", "the staff", "clean room and very good"]
+    pools = sample_pool(model, tokenizer, prompts, 3, max_new_tokens=6, temperature=1e-6, batch_size=4)
+    for prompt, pool in zip(prompts, pools, strict=True):
+        encoded = tokenizer([prompt], return_tensors="pt")
+        greedy = model.generate(**encoded, max_new_tokens=6, do_sample=False, pad_token_id=0)  # type: ignore[attr-defined]
+        expected = tokenizer.decode(greedy[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True)  # type: ignore[attr-defined]
+        assert pool == [expected] * 3
+
+
+def test_pool_sampling_draws_from_the_model_distribution() -> None:
+    import torch
+
+    model, tokenizer = tiny_policy()
+    prompt, pool = "the hotel was", 3000
+    responses = sample_pool(model, tokenizer, [prompt], pool, max_new_tokens=1, temperature=0.5, batch_size=1000)[0]
+    with torch.no_grad():
+        logits = model(**tokenizer([prompt], return_tensors="pt")).logits[0, -1]  # type: ignore[operator]
+    probabilities = torch.softmax(logits / 0.5, dim=-1).numpy()
+    # <pad> (the end of sequence) and <unk> both decode to nothing
+    expected = np.append(probabilities[:2].sum(), probabilities[2:])
+    observed = np.array([responses.count("")] + [responses.count(word) for word in WORDS[2:]]) / pool
+    standard_error = np.sqrt(expected * (1 - expected) / pool)
+    assert np.all(np.abs(observed - expected) <= 4 * standard_error + 1e-9)
+
+
 def test_lexicon_proxies_are_exploitable_by_word_stuffing() -> None:
     for proxy in (VaderProxy(), AfinnProxy()):
         plain, stuffed = proxy.score(["The room was"] * 2, [" fine.", " great great wonderful love love!"])
