@@ -48,3 +48,11 @@ def test_gold_head_accuracy_on_held_out_multiemo() -> None:
     happy, sad = gold.score(["The hotel was", "The hotel was"], [" wonderful, clean and friendly.",
                                                                   " dirty, noisy and the staff were rude."])
     assert happy > 0.5 > sad
+
+
+def test_fluency_factor_spares_prose_and_sinks_repetition() -> None:
+    from goodhartlab.text.gold import distinct_bigram_fraction
+
+    assert distinct_bigram_fraction(" The staff were friendly and the room was clean.") == 1.0
+    assert distinct_bigram_fraction(" love love love love love love") == pytest.approx(0.2)
+    assert distinct_bigram_fraction(" great") == 1.0  # too short to repeat a bigram

@@ -8,7 +8,9 @@ lexicon or a learned proxy does not directly move this reward.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -68,19 +70,35 @@ def load_head() -> LogisticHead:
     return LogisticHead.from_json(resources.files("goodhartlab.text.heads").joinpath(HEAD_FILE).read_text())
 
 
+def distinct_bigram_fraction(text: str) -> float:
+    """Share of a text's word bigrams that are distinct: about 1 for prose, 1/k for a phrase said k times."""
+    words = re.findall(r"[\w']+", text.lower())
+    bigrams = list(itertools.pairwise(words))
+    return len(set(bigrams)) / len(bigrams) if len(bigrams) >= 2 else 1.0
+
+
 class SentimentGold:
-    """Gold scorer: P(positive) of prompt + response under the shipped MultiEmo head."""
+    """Gold scorer: P(positive) of prompt + response under the shipped MultiEmo head, times the
+    response's distinct-bigram fraction when `fluency` is on.
+
+    The head alone is a bag of meanings: "love love love love" reads as a glowing review. The
+    fluency factor leaves ordinary text alone (median 1.0, 5th percentile 0.93 over SmolLM2
+    samples) and sends the degenerate repetition that RL against a lexicon ends in toward 0."""
 
     name = "multiemo-minilm-logreg"
-    version = "1"
 
-    def __init__(self, encoder: Any | None = None, head: LogisticHead | None = None) -> None:
+    def __init__(self, encoder: Any | None = None, head: LogisticHead | None = None, *, fluency: bool = True) -> None:
         from goodhartlab.text.models import SentenceEncoder
 
         self.encoder = encoder or SentenceEncoder()
         self.head = head or load_head()
+        self.fluency = fluency
+        self.version = "2 (x distinct bigrams)" if fluency else "1"
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         check_pairs(prompts, responses)
         texts = [p + r for p, r in zip(prompts, responses, strict=True)]
-        return self.head.probability(self.encoder.encode(texts).astype(np.float64))
+        positive = self.head.probability(self.encoder.encode(texts).astype(np.float64))
+        if not self.fluency:
+            return positive
+        return positive * np.array([distinct_bigram_fraction(r) for r in responses])
