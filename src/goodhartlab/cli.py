@@ -149,9 +149,10 @@ def _bestofn(args: argparse.Namespace) -> int:
 
     config = asdict(parse_config(BestOfNConfig, {
         "task": args.task, "proxy": args.proxy, "policy": args.policy, "prompts": args.prompts, "pool": args.pool,
-        "max_new_tokens": args.max_new_tokens}))  # a bad name or size fails here, before anything runs
+        "max_new_tokens": args.max_new_tokens, "proxy_pairs": args.proxy_pairs}))  # bad input fails here
     study = f"bestofn-{args.task}-{args.proxy}"
-    spec = RunSpec(study, f"{args.proxy} proxy, {args.policy}", "goodhartlab.text.bestofn:bestofn_study", config,
+    label = f"learned proxy ({args.proxy_pairs} pairs)" if args.proxy == "learned" else f"{args.proxy} proxy"
+    spec = RunSpec(study, f"{label}, {args.policy}", "goodhartlab.text.bestofn:bestofn_study", config,
                    args.seed)
     out = Path(args.out)
     store_path = out / "results.sqlite"
@@ -216,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bestofn = commands.add_parser("bestofn", help="a best-of-n study on a real policy, end to end")
     bestofn.add_argument("--task", default="sentiment", help="task (default sentiment)")
-    bestofn.add_argument("--proxy", default="vader", help="proxy scorer: vader or afinn (default vader)")
+    bestofn.add_argument("--proxy", default="vader",
+                         help="proxy: vader, afinn, or learned (a Bradley–Terry reward model; default vader)")
+    bestofn.add_argument("--proxy-pairs", type=int, default=256,
+                         help="gold-labelled comparisons the learned proxy is trained on (default 256)")
     bestofn.add_argument("--policy", default="smollm2-135m-instruct",
                          help="offline asset name, a local folder, or a Hub name online")
     bestofn.add_argument("--prompts", type=int, default=16)

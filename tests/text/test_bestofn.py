@@ -108,3 +108,24 @@ def test_bestofn_end_to_end_on_smollm2(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["bestofn", "--policy", str(tmp_path / "no-model"), "--prompts", "2", "--pool", "4",
                  "--out", str(tmp_path)]) == 2
     assert "cannot load policy" in capsys.readouterr().err
+
+
+@pytest.mark.assets
+def test_learned_proxy_study_on_smollm2_caches_what_it_sampled(monkeypatch: pytest.MonkeyPatch) -> None:
+    from goodhartlab.text.assets import cache_dir
+    from goodhartlab.text.bestofn import bestofn_study
+
+    config = {"proxy": "learned", "prompts": 2, "pool": 4, "max_new_tokens": 8, "train_prompts": 2,
+              "train_pool": 4, "proxy_pairs": 12}
+    result = bestofn_study(config, 0)
+    points = result.curves["best-of-n"]
+    assert len(points.pressure) == 3 and all(0.0 <= g <= 1.0 for g in points.gold)
+    assert np.all(np.diff(points.proxy) >= -1e-12)
+    assert result.summary["proxy_scorer"] == "bradley-terry on policy features (12 pairs)"
+    cached = sorted((cache_dir() / "pools").glob("*"))
+    assert any(path.name.endswith(".features.npy") for path in cached)
+    # the second run scores the cached pools and features: the same numbers, no policy loaded
+    monkeypatch.setattr("goodhartlab.text.models.load_policy", lambda *a, **k: pytest.fail("sampled again"))
+    assert bestofn_study(config, 0).curves["best-of-n"] == points
+    with pytest.raises(ValueError, match="proxy_pairs must be between 1 and"):
+        bestofn_study({**config, "proxy_pairs": 13}, 0)

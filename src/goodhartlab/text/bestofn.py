@@ -3,11 +3,20 @@
 Pressure is the analytic best-of-n KL, log n - (n - 1)/n nats; the curves use the unbiased
 estimator over the whole pool, with intervals over prompts, and the best-of-n law of Gao et al.
 is fitted to gold with a bootstrap over prompts.
+
+The proxy is a lexicon scorer or `learned`: a Bradley–Terry reward model on the policy's hidden
+states, trained on `proxy_pairs` gold-labelled comparisons of policy samples to other prompts.
+Sampled pools are cached on disk, so the variants of a study (proxies, pair counts) score the same
+responses and an interrupted study does not sample again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,17 +24,24 @@ import numpy as np
 from goodhartlab.lab.store import CurvePoints, RunResult
 from goodhartlab.lab.studies import DEFAULT_NS, parse_config
 
+LEARNED = "learned"
+SAMPLE_DTYPES = ("bfloat16", "float32")
+
 
 @dataclass
 class BestOfNConfig:
     task: str = "sentiment"
-    proxy: str = "vader"
+    proxy: str = "vader"  # a lexicon scorer, or "learned" (Bradley–Terry on gold-labelled pairs)
     policy: str = "smollm2-135m-instruct"
     prompts: int = 16
     pool: int = 64
     max_new_tokens: int = 32
     temperature: float = 1.0
-    batch_size: int = 64
+    batch_size: int = 128
+    sample_dtype: str = "bfloat16"  # the policy copy that samples and gives the learned proxy its features
+    proxy_pairs: int = 256  # learned proxy only: gold-labelled comparisons it is trained on
+    train_prompts: int = 16  # learned proxy only: prompts (disjoint from the evaluated ones) for its pairs
+    train_pool: int = 32  # learned proxy only: samples per training prompt
 
     def __post_init__(self) -> None:
         from goodhartlab.text.scorers import PROXIES
@@ -33,36 +49,175 @@ class BestOfNConfig:
 
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
-        if self.proxy not in PROXIES:
-            raise ValueError(f"unknown proxy {self.proxy!r}; known: {', '.join(PROXIES)}")
+        if self.proxy not in (*PROXIES, LEARNED):
+            raise ValueError(f"unknown proxy {self.proxy!r}; known: {', '.join((*PROXIES, LEARNED))}")
         if self.prompts < 1 or self.pool < 2:
             raise ValueError(f"need prompts >= 1 and pool >= 2, got {self.prompts} and {self.pool}")
+        if self.sample_dtype not in SAMPLE_DTYPES:
+            raise ValueError(f"sample_dtype must be one of {', '.join(SAMPLE_DTYPES)}, got {self.sample_dtype!r}")
+        if self.proxy == LEARNED:
+            available = self.train_prompts * self.train_pool * (self.train_pool - 1) // 2
+            if self.train_prompts < 1 or self.train_pool < 2 or not 1 <= self.proxy_pairs <= available:
+                raise ValueError(f"proxy_pairs must be between 1 and train_prompts x C(train_pool, 2) = {available} "
+                                 f"(train_prompts {self.train_prompts}, train_pool {self.train_pool}); "
+                                 f"got {self.proxy_pairs}")
 
     def ns(self) -> list[int]:
         return [n for n in DEFAULT_NS if n <= self.pool]
 
 
+def _say(message: str) -> None:
+    print(f"[best-of-n] {message}", file=sys.stderr, flush=True)
+
+
+class PoolSampler:
+    """Loads the policy once and samples pools, keeping each in the cache under a key of everything
+    that determines it (policy, prompts, pool, length, temperature, dtype, batch size, seed)."""
+
+    def __init__(self, cfg: BestOfNConfig) -> None:
+        self.cfg = cfg
+        self._policy: tuple[Any, Any] | None = None
+        self._sampler: Any = None
+
+    @property
+    def policy(self) -> tuple[Any, Any]:
+        """(float32 model, tokenizer), loaded on first use: a study whose pools are cached never loads it."""
+        if self._policy is None:
+            from goodhartlab.text.models import load_policy
+
+            self._policy = load_policy(self.cfg.policy)
+        return self._policy
+
+    @property
+    def sampling_model(self) -> Any:
+        """The policy in `sample_dtype`: bfloat16 halves the cost of every matrix product on CPUs that
+        have it, and its rounding is far below the 4-bit quantization the SmolLM2 weights come from."""
+        if self._sampler is None:
+            import torch
+
+            model = self.policy[0]
+            self._sampler = model if self.cfg.sample_dtype == "float32" else _copy_as(model, torch.bfloat16)
+        return self._sampler
+
+    def _path(self, prompts: list[str], pool: int, seed: int) -> tuple[Path, str]:
+        from goodhartlab.text.assets import cache_dir
+
+        cfg = self.cfg
+        key = json.dumps([cfg.policy, prompts, pool, cfg.max_new_tokens, cfg.temperature, cfg.sample_dtype,
+                          cfg.batch_size, seed])
+        return cache_dir() / "pools" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json", key
+
+    def features(self, prompts: list[str], pool: int, seed: int) -> np.ndarray:
+        """The policy's features of a pool, (prompts, pool, width), cached beside it."""
+        from goodhartlab.text.learned import PolicyFeatures
+
+        path = self._path(prompts, pool, seed)[0].with_suffix(".features.npy")
+        if path.exists():
+            return np.load(path)
+        pools = self.pools(prompts, pool, seed)
+        _say(f"encoding {len(prompts) * pool} responses with the policy")
+        flat_prompts = [p for p, responses in zip(prompts, pools, strict=True) for _ in responses]
+        features = PolicyFeatures(self.sampling_model, self.policy[1]).encode(flat_prompts,
+                                                                             [r for rs in pools for r in rs])
+        features = features.reshape(len(prompts), pool, -1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.stem + ".partial.npy")
+        np.save(partial, features)
+        partial.replace(path)
+        return features
+
+    def pools(self, prompts: list[str], pool: int, seed: int) -> list[list[str]]:
+        from goodhartlab.text.sampling import sample_pool
+
+        cfg = self.cfg
+        path, key = self._path(prompts, pool, seed)
+        if path.exists():
+            cached: list[list[str]] = json.loads(path.read_text())["pools"]
+            return cached
+        _say(f"sampling {len(prompts)} prompts x {pool} responses of up to {cfg.max_new_tokens} tokens")
+        pools = sample_pool(self.sampling_model, self.policy[1], prompts, pool, max_new_tokens=cfg.max_new_tokens,
+                            temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed,
+                            progress=lambda done, total: _say(f"  {done}/{total} responses"))
+        _write_atomically(path, json.dumps({"key": json.loads(key), "pools": pools}))
+        return pools
+
+
+def _copy_as(model: Any, dtype: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(model).to(dtype)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def _learned_proxy_scores(cfg: BestOfNConfig, sampler: PoolSampler, prompts: list[str], train_prompts: list[str],
+                          gold: Any, seed: int) -> tuple[np.ndarray, str]:
+    """Scores of the evaluated pool under a Bradley–Terry proxy trained on gold-labelled pairs of
+    responses to `train_prompts`, and the proxy's name. Features come from the pool cache, so a sweep
+    over the number of pairs encodes each response once."""
+    from goodhartlab.text.learned import comparison_pairs, fit_bradley_terry
+
+    pools = sampler.pools(train_prompts, cfg.train_pool, seed + 1)
+    train_gold = gold.score([p for p, pool in zip(train_prompts, pools, strict=True) for _ in pool],
+                            [r for pool in pools for r in pool]).reshape(len(train_prompts), cfg.train_pool)
+    pairs = comparison_pairs(len(train_prompts), cfg.train_pool, cfg.proxy_pairs, np.random.default_rng(seed))
+    weights, mean, scale = fit_bradley_terry(sampler.features(train_prompts, cfg.train_pool, seed + 1), train_gold,
+                                             pairs)
+    _say(f"trained the Bradley–Terry proxy on {cfg.proxy_pairs} gold-labelled pairs")
+    scores = ((sampler.features(prompts, cfg.pool, seed) - mean) / scale) @ weights
+    return scores, f"bradley-terry on policy features ({cfg.proxy_pairs} pairs)"
+
+
+def _prompts(cfg: BestOfNConfig, task: Any, seed: int) -> tuple[list[str], list[str]]:
+    """(evaluated prompts, the learned proxy's training prompts): disjoint, and the evaluated ones the
+    same whatever the proxy, so every variant of a study scores the same pool."""
+    train_count = cfg.train_prompts if cfg.proxy == LEARNED else 0
+    prompts = task.prompts(cfg.prompts + train_count, seed=seed)
+    return prompts[:cfg.prompts], prompts[cfg.prompts:]
+
+
+def warm_cache(config: dict[str, Any], seed: int) -> None:
+    """Sample (and for the learned proxy, encode) what a study will score, here and now: variants run
+    in parallel afterwards find it cached instead of each sampling the same pool."""
+    from goodhartlab.text.tasks import make_task
+
+    cfg = parse_config(BestOfNConfig, config)
+    sampler = PoolSampler(cfg)
+    prompts, train_prompts = _prompts(cfg, make_task(cfg.task), seed)
+    sampler.pools(prompts, cfg.pool, seed)
+    if cfg.proxy == LEARNED:
+        sampler.features(prompts, cfg.pool, seed)
+        sampler.features(train_prompts, cfg.train_pool, seed + 1)
+
+
 def bestofn_study(config: dict[str, Any], seed: int) -> RunResult:
     from goodhartlab.measure.bestofn import bestofn_curve
     from goodhartlab.measure.scaling import FitError, fit_law
-    from goodhartlab.text.models import load_policy
-    from goodhartlab.text.sampling import sample_pool
     from goodhartlab.text.tasks import make_task
 
     cfg = parse_config(BestOfNConfig, config)
     task = make_task(cfg.task)
-    proxy, gold = task.proxy(cfg.proxy), task.gold()
-    prompts = task.prompts(cfg.prompts, seed=seed)
-    model, tokenizer = load_policy(cfg.policy)
-    pools = sample_pool(model, tokenizer, prompts, cfg.pool, max_new_tokens=cfg.max_new_tokens,
-                        temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed)
+    gold = task.gold()
+    sampler = PoolSampler(cfg)
+    prompts, train_prompts = _prompts(cfg, task, seed)
+    pools = sampler.pools(prompts, cfg.pool, seed)
     flat_prompts = [p for p, pool in zip(prompts, pools, strict=True) for _ in pool]
     flat_responses = [r for pool in pools for r in pool]
-    proxy_scores = proxy.score(flat_prompts, flat_responses).reshape(cfg.prompts, cfg.pool)
+    if cfg.proxy == LEARNED:
+        proxy_scores, proxy_name = _learned_proxy_scores(cfg, sampler, prompts, train_prompts, gold, seed)
+    else:
+        proxy = task.proxy(cfg.proxy)
+        proxy_scores = proxy.score(flat_prompts, flat_responses).reshape(cfg.prompts, cfg.pool)
+        proxy_name = f"{proxy.name} {proxy.version}"
     gold_scores = gold.score(flat_prompts, flat_responses).reshape(cfg.prompts, cfg.pool)
     curve = bestofn_curve(proxy_scores, gold_scores, cfg.ns())
-    summary: dict[str, Any] = {"config": asdict(cfg), "proxy_scorer": f"{proxy.name} {proxy.version}",
-                               "gold_scorer": f"{gold.name} {gold.version}",
+    summary: dict[str, Any] = {"config": asdict(cfg), "proxy_scorer": proxy_name,
+                               "gold_scorer": f"{gold.name} {gold.version}", "ns": curve.ns.tolist(),
                                "gold_se": curve.gold_se.tolist(), "proxy_se": curve.proxy_se.tolist()}
     groups = np.repeat(np.arange(cfg.prompts), len(curve.ns))
     try:

@@ -1,0 +1,71 @@
+"""A learned proxy reward: a Bradley–Terry head on the policy's own hidden states, trained on pairs
+of policy samples that the gold reward labelled.
+
+This is the reward model of Gao et al. (2022) in miniature: it starts from the policy's
+representation and sees a limited number of comparisons, so the number of pairs sets how far it
+can be pushed before it stops tracking gold. The gold scorer reads the text with another encoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from goodhartlab.text.gold import fit_logistic
+from goodhartlab.text.scorers import check_pairs
+
+
+class PolicyFeatures:
+    """Mean-pooled last hidden state of the policy over prompt + response, in float32."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64) -> None:
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    def encode(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        import torch
+
+        check_pairs(prompts, responses)
+        texts = [p + r for p, r in zip(prompts, responses, strict=True)]
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True)
+                mask = batch["attention_mask"]
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+                # the transformer without its language-model head: the same last hidden state, a fifth less work
+                hidden = self.model.base_model(**batch, position_ids=positions).last_hidden_state
+                weights = mask.unsqueeze(-1).to(hidden.dtype)
+                chunks.append(((hidden * weights).sum(1) / weights.sum(1).clamp(min=1)).float().numpy())
+        width = self.model.config.hidden_size
+        return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, width))
+
+
+def comparison_pairs(prompts: int, pool: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` distinct comparisons (prompt, a, b), a != b, both responses to the same prompt."""
+    available = prompts * pool * (pool - 1) // 2
+    if count > available:
+        raise ValueError(f"asked for {count} comparisons but {prompts} prompts with pools of {pool} give only "
+                         f"{available}; lower the number of pairs or sample more training responses")
+    upper = np.triu_indices(pool, k=1)
+    chosen = rng.choice(available, size=count, replace=False)
+    prompt, pair = np.divmod(chosen, len(upper[0]))
+    return np.stack([prompt, upper[0][pair], upper[1][pair]], axis=1)
+
+
+def fit_bradley_terry(features: np.ndarray, gold: np.ndarray, pairs: np.ndarray, *, l2: float = 1e-2
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights, mean, scale) from comparisons labelled by gold.
+
+    `features` is (prompts, pool, width) and `gold` (prompts, pool); each comparison enters in both
+    orders, so the logistic fit has no reason for a bias and the reward is antisymmetric in the pair.
+    """
+    flat = features.reshape(-1, features.shape[-1])
+    mean, scale = flat.mean(0), flat.std(0) + 1e-6
+    standardized = (features - mean) / scale
+    prompt, a, b = pairs.T
+    difference = standardized[prompt, a] - standardized[prompt, b]
+    a_wins = (gold[prompt, a] > gold[prompt, b]).astype(float)
+    weights, _ = fit_logistic(np.concatenate([difference, -difference]), np.concatenate([a_wins, 1 - a_wins]),
+                              l2=l2)
+    return weights, mean, scale
