@@ -18,6 +18,7 @@ from goodhartlab.measure.scaling import law_value
 from goodhartlab.measure.transitions import Onset, Peak
 
 PRESSURE_LABELS = {"kl": "KL to the reference policy (nats per sequence)",
+                   "sqrt_kl": "√KL to the reference policy (√nats per sequence)",
                    "capability": "capability level", "steps": "training steps", "n": "n"}
 
 

@@ -30,6 +30,8 @@ TASKS = {  # name in a spec -> (the task, the config dataclass in the same modul
     "tabular_training": ("goodhartlab.rl.sweeps:tabular_training", "TabularTrainingConfig"),
     "approval_training": ("goodhartlab.rl.sweeps:approval_training", "ApprovalTrainingConfig"),
     "bestofn_study": ("goodhartlab.text.bestofn:bestofn_study", "BestOfNConfig"),
+    "direct_alignment_study": ("goodhartlab.text.direct:direct_alignment_study", "DirectAlignmentConfig"),
+    "rl_study": ("goodhartlab.text.rl:rl_study", "RLConfig"),
     "bestofn_goodhart": ("goodhartlab.lab.studies:bestofn_goodhart", "BestOfNGoodhartConfig"),
     "ensemble_goodhart": ("goodhartlab.lab.studies:ensemble_goodhart", "EnsembleGoodhartConfig"),
     "planted_transition": ("goodhartlab.lab.studies:planted_transition", "PlantedTransitionConfig"),
