@@ -17,3 +17,5 @@ bench:
 	.venv/bin/python benchmarks/bench_bestofn.py
 	.venv/bin/python benchmarks/bench_gridworlds.py
 	.venv/bin/python benchmarks/bench_ppo.py
+	.venv/bin/python benchmarks/bench_sampler.py
+	.venv/bin/python benchmarks/bench_trl_callback.py

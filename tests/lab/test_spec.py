@@ -13,11 +13,12 @@ from goodhartlab.lab.store import ResultsStore
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("rl-*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_examples_load(path: Path) -> None:
     spec = load_spec(path)
     assert spec.runs and all(run.task.count(":") == 1 for run in spec.runs)
-    assert len({run.seed for run in spec.runs}) >= 3
+    if path.name.startswith("rl-"):  # the classic-RL sweeps are cheap enough for three seeds
+        assert len({run.seed for run in spec.runs}) >= 3
 
 
 def write(tmp_path: Path, text: str) -> Path:

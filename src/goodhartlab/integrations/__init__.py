@@ -1,0 +1,1 @@
+"""Instrument training loops you already have: TRL / transformers Trainer callbacks."""

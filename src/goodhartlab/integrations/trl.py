@@ -1,0 +1,425 @@
+"""Measure over-optimization inside your own TRL run: a callback and a gold reward function.
+
+    from goodhartlab.integrations.trl import OveroptimizationCallback, ScorerReward
+
+    callback = OveroptimizationCallback("runs/grpo", gold=my_gold_scorer, gold_every=10)
+    trainer = GRPOTrainer(
+        model=..., train_dataset=..., callbacks=[callback],
+        reward_funcs=[ScorerReward(my_proxy_scorer), callback.gold_reward],
+        args=GRPOConfig(beta=0.04, reward_weights=[1.0, 0.0], logging_steps=1, ...))
+    trainer.train()   # runs/grpo/runlog.jsonl grows one row per logging step
+
+Why gold is a reward function with weight 0: that is the way TRL's maintainers endorse for an
+evaluation-only reward (huggingface/trl#3018). TRL computes and logs it as `rewards/gold/mean`
+but sums weighted rewards with `nansum`, so weight 0 leaves the advantages untouched. It scores
+the completions TRL has already generated, so gold costs one scorer call and no extra sampling.
+`ScorerReward(every=k)` scores only the batch of every k-th optimizer step (and the first, for a
+baseline at KL ≈ 0) and returns None for every other batch: TRL turns None into NaN, leaves it
+out of its means and logs no gold value for that step, so the gold scorer's cost is divided by k
+and never mistaken for a zero reward.
+
+KL is stored in nats per sequence, the one unit goodhartlab uses. GRPO and RLOO log `kl` as a
+per-token masked mean over the batch (k3 in GRPO), and the batch's token mean times its mean
+completion length is exactly the mean per-sequence sum; PPO and Online DPO log `objective/kl`,
+already a sequence sum. With `logging_steps > 1` TRL averages each over the window first, so the
+product is then an approximation: log every step for exact figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from goodhartlab.lab.store import CurvePoints, ResultsStore, RunResult, run_id
+from goodhartlab.measure.kl import KL_UNITS, KLUnit, to_nats_per_sequence
+from goodhartlab.measure.scaling import FitError, fit_law
+from goodhartlab.text.scorers import Scorer
+
+RUN_LOG = "runlog.jsonl"
+SUMMARY = "summary.json"
+LENGTH_KEY = "completions/mean_length"
+# (key, unit) in the order they are looked for: PPO / Online DPO first, then GRPO / RLOO.
+KL_KEYS: tuple[tuple[str, KLUnit], ...] = (("objective/kl", "nats_per_sequence"), ("kl", "nats_per_token"))
+PROXY_KEYS = ("reward", "objective/scores")  # GRPO / RLOO: the weighted sum it optimizes; PPO: the score
+TRAINING_KEYS = ("loss", *PROXY_KEYS, *(key for key, _ in KL_KEYS))  # a log holding one is a training step
+
+
+class MissingMetricError(ValueError):
+    """A metric the callback needs is not in the trainer's logs; the message says what to change."""
+
+
+def _message_text(message: Any) -> str:
+    """The text of one chat message's content (a string, or a list of typed parts)."""
+    content = message.get("content", "") if isinstance(message, Mapping) else message
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") if isinstance(part, Mapping) else str(part) for part in content)
+    return "" if content is None else str(content)
+
+
+def as_text(item: Any, *, prompt: bool) -> str:
+    """A TRL prompt or completion as plain text.
+
+    Conversational items are lists of {"role", "content"} messages: a prompt becomes its last user
+    turn (the text a task's scorer judges a response against; system prompts are left out), a
+    completion the concatenated content of its assistant messages.
+    """
+    if isinstance(item, str):
+        return item
+    if isinstance(item, list) and all(isinstance(m, Mapping) for m in item):
+        if prompt:
+            users = [m for m in item if m.get("role") == "user"]
+            return _message_text(users[-1]) if users else "\n".join(_message_text(m) for m in item)
+        replies = [m for m in item if m.get("role", "assistant") == "assistant"] or list(item)
+        return "".join(_message_text(m) for m in replies)
+    raise TypeError(f"expected a string or a list of chat messages, got {type(item).__name__}")
+
+
+class ScorerReward:
+    """A goodhartlab scorer as a TRL reward function, optionally scoring only every `every` steps.
+
+    TRL calls it as `f(prompts=..., completions=..., trainer_state=..., **kwargs)` and names its
+    metric `rewards/<name>/mean` after `__name__`. Batches not due return None per completion
+    (TRL logs no value for them). Non-finite scores raise: a NaN reward is reported, never averaged.
+    """
+
+    def __init__(self, scorer: Scorer, *, every: int = 1, name: str | None = None) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a whole number >= 1 (score every k-th step), got {every!r}")
+        self.scorer = scorer
+        self.every = every
+        self.__name__ = name or scorer.name
+        self.calls = 0  # batches seen
+        self.scored = 0  # batches scored
+        self.seconds = 0.0  # time spent inside the scorer
+        self._next_due = 0
+        self._last_step = -1
+
+    def __repr__(self) -> str:
+        return f"ScorerReward({self.scorer.name!r}, every={self.every}, name={self.__name__!r})"
+
+    def reset(self) -> None:
+        self.calls = self.scored = 0
+        self.seconds = 0.0
+        self._next_due, self._last_step = 0, -1
+
+    def due(self, step: int) -> bool:
+        """Whether the batch generated at `step` (completed optimizer steps) gets scored.
+
+        The batch trains step `step + 1`; the due steps are 1, every, 2·every, … A batch that
+        spans several steps (num_iterations > 1) is scored once it reaches the next due step.
+        """
+        if step < self._last_step:  # the same function used for a new run
+            self._next_due = 0
+        self._last_step = step
+        if step + 1 < self._next_due:
+            return False
+        self._next_due = ((step + 1) // self.every + 1) * self.every
+        return True
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], trainer_state: Any = None,
+                 **kwargs: Any) -> list[float | None]:
+        step = int(trainer_state.global_step) if trainer_state is not None else self.calls
+        self.calls += 1
+        if not self.due(step):
+            return [None] * len(completions)
+        start = time.perf_counter()
+        scores = np.asarray(self.scorer.score([as_text(p, prompt=True) for p in prompts],
+                                              [as_text(c, prompt=False) for c in completions]), dtype=np.float64)
+        self.seconds += time.perf_counter() - start
+        self.scored += 1
+        if scores.shape != (len(completions),):
+            raise ValueError(f"scorer {self.scorer.name!r} returned shape {scores.shape} for "
+                             f"{len(completions)} completions; it must return one score per completion")
+        bad = ~np.isfinite(scores)
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"scorer {self.scorer.name!r} returned {int(bad.sum())} non-finite score(s) at "
+                             f"step {step + 1} (first: {scores[index]} for completion {index}, "
+                             f"{as_text(completions[index], prompt=False)[:60]!r}); NaN rewards are reported, "
+                             "never averaged: fix the scorer")
+        return [float(s) for s in scores]
+
+
+def _finite(logs: Mapping[str, Any], key: str, step: int) -> float | None:
+    """The logged value as a float; None where TRL logged none; an error where it is NaN or infinite."""
+    value = logs.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MissingMetricError(f"step {step}: metric '{key}' is {value!r}, not a number")
+    if not math.isfinite(value):
+        raise MissingMetricError(f"step {step}: metric '{key}' is {value}; a non-finite reward or KL is "
+                                 "reported, never averaged: check the reward functions and the learning rate")
+    return float(value)
+
+
+class OveroptimizationCallback(TrainerCallback):
+    """Records step, KL (nats per sequence), proxy, gold and length at each TRL logging step.
+
+    Rows go to `<output_dir>/runlog.jsonl`, flushed one by one, so an interrupted run keeps every
+    row it logged and `goodhartlab fit` can read the file at any time. At the end of training the
+    RL-form law of Gao et al. is fitted to (KL, gold) and written to `<output_dir>/summary.json`;
+    with `store`, the run is also saved to a results store so `goodhartlab report` shows it. A new
+    run in the same directory replaces its log; a run resumed from a checkpoint keeps the rows up
+    to the checkpoint's step.
+
+    gold: a scorer (wrapped as `self.gold_reward`, which you add to `reward_funcs` with weight 0),
+        a ready `ScorerReward`, or None when gold is already logged under `gold_key`.
+    proxy_key: the metric holding the proxy; default TRL's `reward` (GRPO, RLOO), else
+        `objective/scores` (PPO). Use `rewards/<function name>/mean` to follow one reward function.
+    kl_key, kl_unit: for a trainer that logs KL under another name.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike[str], *, gold: Scorer | ScorerReward | None = None,
+                 gold_every: int = 10, gold_key: str | None = None, proxy_key: str | None = None,
+                 kl_key: str | None = None, kl_unit: KLUnit | None = None, length_key: str = LENGTH_KEY,
+                 seed: int | None = None, fit: bool = True, store: str | os.PathLike[str] | None = None,
+                 study: str = "trl", variant: str = "run", title: str | None = None, description: str = "",
+                 curve: str = "rl") -> None:
+        if kl_key is not None and kl_unit is None:
+            raise ValueError(f"kl_key {kl_key!r} needs kl_unit, one of {', '.join(KL_UNITS)}, so the callback can "
+                             "convert it to nats per sequence")
+        if kl_unit is not None and kl_unit not in KL_UNITS:
+            raise ValueError(f"unknown kl_unit {kl_unit!r}; choose one of {', '.join(KL_UNITS)}")
+        self.gold_reward: ScorerReward | None
+        if isinstance(gold, ScorerReward):
+            self.gold_reward = gold
+        elif gold is not None:
+            self.gold_reward = ScorerReward(gold, every=gold_every, name="gold")
+        else:
+            self.gold_reward = None
+            if gold_key is None:
+                raise ValueError("pass gold= (a scorer, evaluated as a weight-0 reward function) or gold_key= "
+                                 "(a metric your trainer already logs); without gold there is nothing to "
+                                 "measure over-optimization against")
+        self.gold_key = gold_key or f"rewards/{self.gold_reward.__name__ if self.gold_reward else 'gold'}/mean"
+        self.proxy_key, self.kl_key, self.kl_unit, self.length_key = proxy_key, kl_key, kl_unit, length_key
+        self.output_dir = Path(output_dir)
+        self.seed, self.fit = seed, fit
+        self.store = None if store is None else Path(store)
+        self.study, self.variant, self.title, self.description, self.curve = study, variant, title, description, curve
+        self.rows: list[dict[str, Any]] = []
+        self.summary: dict[str, Any] = {}
+        self.kl_source = ""
+        self._proxy_used: str | None = None
+        self._last_length: float | None = None
+        self._gold_seen = False
+        self._file: Any = None
+        self._started = 0.0
+        self._trainer_config = ""
+
+    @property
+    def run_log(self) -> Path:
+        return self.output_dir / RUN_LOG
+
+    # -- training events -------------------------------------------------------------------------
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
+        self._check_config(args)
+        self._trainer_config = type(args).__name__
+        if self.seed is None:
+            self.seed = int(getattr(args, "seed", 0))
+        if self.gold_reward is not None:
+            self.gold_reward.reset()
+        self._proxy_used, self._last_length, self._gold_seen = None, None, False
+        self._started = time.perf_counter()
+        if not state.is_world_process_zero:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.rows = [row for row in self._read_rows() if row["step"] <= state.global_step]
+        with self.run_log.open("w", encoding="utf-8") as handle:  # keep rows up to a resumed checkpoint
+            handle.writelines(json.dumps(row) + "\n" for row in self.rows)
+        self._file = self.run_log.open("a", encoding="utf-8")
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not logs or not state.is_world_process_zero or not any(key in logs for key in TRAINING_KEYS):
+            return  # an evaluation or end-of-training summary, not a training step
+        row = self.record(logs, state.global_step)
+        if self._file is not None:
+            self._file.write(json.dumps(row) + "\n")
+            self._file.flush()
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                     **kwargs: Any) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if not state.is_world_process_zero:
+            return
+        self.summary = self.summarize()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        partial = self.output_dir / (SUMMARY + ".partial")
+        partial.write_text(json.dumps(self.summary, indent=1), encoding="utf-8")
+        partial.replace(self.output_dir / SUMMARY)
+        if self.store is not None:
+            self._save(args, time.perf_counter() - self._started)
+
+    # -- the pieces, usable on their own -----------------------------------------------------------
+
+    def _check_config(self, args: Any) -> None:
+        """Fail before the first step on settings that make the run unmeasurable."""
+        if self.kl_key is None and getattr(args, "beta", None) == 0:
+            raise MissingMetricError(f"{type(args).__name__}(beta=0) logs no 'kl' and loads no reference model, so "
+                                     "there is no KL to measure pressure by: set beta > 0 (e.g. beta=0.04; GRPO's "
+                                     "default is 0)")
+        if self.gold_reward is not None and hasattr(args, "reward_weights"):
+            weights = args.reward_weights
+            if weights is None or 0 not in weights:
+                raise ValueError(f"the gold reward must not be optimized: pass reward_weights with 0.0 at the "
+                                 f"position of callback.gold_reward in reward_funcs (e.g. reward_weights=[1.0, "
+                                 f"0.0]); got reward_weights={weights}, so TRL would optimize gold")
+
+    def kl_nats_per_sequence(self, logs: Mapping[str, Any], step: int,
+                             mean_length: float | None = None) -> tuple[float, float]:
+        """(KL in nats per sequence, the value as logged) from one log entry.
+
+        A per-token KL needs the batch's mean completion length: `mean_length`, else the log's own.
+        """
+        if self.kl_key is not None and self.kl_unit is not None:
+            key, unit = self.kl_key, self.kl_unit
+        else:
+            found = next(((k, u) for k, u in KL_KEYS if logs.get(k) is not None), None)
+            if found is None:
+                raise MissingMetricError(
+                    f"step {step}: no KL in the trainer's logs; looked for 'kl' (GRPO, RLOO) and 'objective/kl' (PPO, "
+                    "Online DPO). GRPO logs 'kl' only when beta > 0 (its default is 0): set beta > 0, e.g. "
+                    "GRPOConfig(beta=0.04). DPO logs no KL at all. For another trainer pass kl_key= and kl_unit=")
+            key, unit = found
+        value = _finite(logs, key, step)
+        if value is None:
+            raise MissingMetricError(f"step {step}: metric '{key}' is missing from the trainer's logs; log the KL to "
+                                     "the reference policy there (for GRPO: beta > 0)")
+        length = None
+        if unit.endswith("per_token"):
+            length = mean_length if mean_length is not None else _finite(logs, self.length_key, step)
+            if length is None:
+                raise MissingMetricError(f"step {step}: '{key}' is a per-token KL and needs the mean completion "
+                                         f"length '{self.length_key}' in the same log to become nats per sequence")
+            self.kl_source = f"{key} ({unit}) × {self.length_key}"
+        else:
+            self.kl_source = f"{key} ({unit})"
+        return float(to_nats_per_sequence(value, unit, length)), value
+
+    def record(self, logs: Mapping[str, Any], step: int) -> dict[str, Any]:
+        """The run-log row for one training log entry (also kept in `self.rows`).
+
+        A step that trained on a batch sampled at an earlier step (num_iterations > 1, or
+        steps_per_generation > gradient_accumulation_steps) logs KL but no reward or length: its
+        KL is converted with the length of the batch it trained on, and proxy and gold stay empty.
+        """
+        length = _finite(logs, self.length_key, step)
+        if length is not None:
+            self._last_length = length
+        kl, logged = self.kl_nats_per_sequence(logs, step, self._last_length)
+        proxy_key = self.proxy_key or next((k for k in PROXY_KEYS if k in logs), None) or self._proxy_used
+        proxy = _finite(logs, proxy_key, step) if proxy_key else None
+        if proxy is not None:
+            self._proxy_used = proxy_key
+        elif self._proxy_used is None:  # never seen, so a wrong or missing key, not a step without sampling
+            raise MissingMetricError(f"step {step}: no proxy in the trainer's logs under "
+                                     f"{proxy_key or ' or '.join(repr(k) for k in PROXY_KEYS)}; pass proxy_key= naming "
+                                     f"the logged reward (for one GRPO reward function: 'rewards/<name>/mean')")
+        if self.gold_reward is not None and not self._gold_seen:
+            if self.gold_key not in logs:
+                raise MissingMetricError(f"step {step}: '{self.gold_key}' is not in the trainer's logs: add "
+                                         "callback.gold_reward to reward_funcs (with weight 0.0 in reward_weights)")
+            self._gold_seen = True
+        row = {"step": int(step), "kl": kl, "proxy": proxy, "gold": _finite(logs, self.gold_key, step),
+               "length": length, "seed": int(self.seed or 0), "pressure_kind": "kl", "kl_logged": logged}
+        self.rows.append(row)
+        return row
+
+    def _read_rows(self) -> list[dict[str, Any]]:
+        """Rows of an earlier run log in the same directory; a line cut short by a kill is dropped."""
+        if not self.run_log.exists():
+            return []
+        rows = []
+        for line in self.run_log.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                rows.append(row)
+        return rows
+
+    def columns(self) -> dict[str, list[Any]]:
+        return {key: [row.get(key) for row in self.rows] for key in ("step", "kl", "proxy", "gold", "length")}
+
+    def gold_points(self) -> CurvePoints:
+        """The gold-evaluated rows as a curve against KL; rows at an equal KL are averaged."""
+        levels: dict[float, list[tuple[float, float]]] = {}
+        for row in self.rows:
+            if row.get("gold") is not None:
+                levels.setdefault(row["kl"], []).append((row["proxy"], row["gold"]))
+        kl = sorted(levels)
+        return CurvePoints(kl, [float(np.mean([p for p, _ in levels[k]])) for k in kl],
+                           [float(np.mean([g for _, g in levels[k]])) for k in kl], "kl")
+
+    def summarize(self) -> dict[str, Any]:
+        """Counts, last and peak values, the run's columns and the RL-form law fitted to (KL, gold)."""
+        gold_rows = [row for row in self.rows if row.get("gold") is not None]
+        summary: dict[str, Any] = {
+            "rows": len(self.rows), "gold_rows": len(gold_rows), "gold_key": self.gold_key,
+            "proxy_key": self._proxy_used or self.proxy_key,
+            "kl_unit": "nats per sequence", "kl_source": self.kl_source,
+            "gold_every": self.gold_reward.every if self.gold_reward else None,
+        }
+        if self.gold_reward is not None:
+            summary["gold_scorer"] = f"{self.gold_reward.scorer.name} {self.gold_reward.scorer.version}"
+            summary["gold_seconds"] = round(self.gold_reward.seconds, 4)
+        if self.rows:
+            last = self.rows[-1]
+            proxies = [row["proxy"] for row in self.rows if row.get("proxy") is not None]
+            summary.update(final_step=last["step"], final_kl=last["kl"], final_proxy=proxies[-1] if proxies else None)
+        if gold_rows:
+            best = max(gold_rows, key=lambda row: row["gold"])
+            summary.update(final_gold=gold_rows[-1]["gold"], peak_gold=best["gold"], peak_gold_step=best["step"],
+                           peak_gold_kl=best["kl"])
+        summary["log"] = self.columns()
+        if self.fit:
+            points = self.gold_points()
+            try:
+                summary["fit"] = fit_law(points.pressure, np.array(points.gold, dtype=np.float64), "rl").to_dict()
+            except (FitError, ValueError) as error:  # too few gold points, or a negative (k1) KL
+                summary["fit_error"] = str(error)
+        return summary
+
+    def run_result(self) -> RunResult:
+        """The run as the results store keeps it: one KL curve of the gold rows, and the summary."""
+        summary = self.summary or self.summarize()
+        points = self.gold_points()
+        if len(points.pressure) < 2:  # a curve needs two KL levels; keep the run, say why it has none
+            summary = {**summary, "curve_error": f"{len(points.pressure)} gold-evaluated KL level(s); a curve "
+                       "needs at least 2 (log gold more often, or train longer)"}
+            return RunResult({}, summary)
+        return RunResult({self.curve: points}, summary)
+
+    def _save(self, args: Any, seconds: float) -> None:
+        config = json.loads(args.to_json_string()) if hasattr(args, "to_json_string") else {}
+        task = f"trl {self._trainer_config}"
+        seed = int(self.seed or 0)
+        with ResultsStore(self.store or "results.sqlite") as store:
+            store.add_study(self.study, self.title or f"{self.study}: proxy and gold against KL",
+                            self.description or f"TRL {self._trainer_config} run logged by "
+                            "OveroptimizationCallback; KL in nats per sequence, gold from "
+                            f"'{self.gold_key}'.")
+            saved = store.save_run(run_id(self.study, task, config, seed), self.study, self.variant, task, config,
+                                   seed, self.run_result(), seconds)
+        if not saved:
+            warnings.warn(f"a run of study {self.study!r} with the same trainer config and seed {seed} is already in "
+                          f"{self.store}; this one was not stored again (use another variant or study name)",
+                          stacklevel=2)

@@ -1,0 +1,254 @@
+"""RL on a real policy: TRL's GRPO (or RLOO) against a proxy, gold measured on the same completions.
+
+The proxy is the only reward with weight; gold is a weight-0 reward function scored every
+`gold_every` steps, and `OveroptimizationCallback` records KL in nats per sequence, proxy and
+gold at every step. Pressure is that KL; the RL-form law of Gao et al., R(d) = d(α − β log d)
+with d = √KL, is fitted to the gold points. β (the KL coefficient) must be > 0: GRPO's default
+of 0 loads no reference model and logs no KL, so there would be no pressure axis.
+
+`tiny_policy` and `ExclamationTask` give the same code path in seconds on a CPU, with no
+download: a character-level GPT-2 built from a config, a proxy that counts '!' and a gold that
+stops paying after two of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from goodhartlab.lab.store import RunResult
+from goodhartlab.lab.studies import parse_config
+from goodhartlab.text.scorers import Scorer, check_pairs
+
+TRAINERS = ("grpo", "rloo")
+
+
+def _task_factory(name: str) -> Any:
+    """A task class or factory: a name in `goodhartlab.text.tasks.TASKS`, or 'package.module:Name'."""
+    from goodhartlab.text.tasks import TASKS
+
+    if name in TASKS:
+        return TASKS[name]
+    module_name, _, attribute = name.partition(":")
+    if not attribute:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}, or 'package.module:TaskClass' "
+                         "(an object with prompts(n, seed=), proxy(name) and gold())")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"cannot load task {name!r}: {error}") from None
+
+
+def make_rl_task(name: str) -> Any:
+    task = _task_factory(name)()
+    missing = [method for method in ("prompts", "proxy", "gold") if not callable(getattr(task, method, None))]
+    if missing:
+        raise ValueError(f"task {name!r} lacks {', '.join(missing)}; a task needs prompts(n, seed=), proxy(name) "
+                         "and gold()")
+    return task
+
+
+@dataclass
+class RLConfig:
+    """One RL run. The defaults are gentle (a small step size) and take minutes on a CPU;
+    examples/text-rl.yaml holds settings that reach a hacked policy within 20 steps."""
+
+    task: str = "sentiment"
+    proxy: str = "vader"
+    policy: str = "smollm2-135m-instruct"  # or a local model folder (what `save_pretrained` writes)
+    trainer: str = "grpo"
+    prompts: int = 64
+    steps: int = 60
+    beta: float = 0.05  # KL coefficient; > 0, or there is no reference model and no KL
+    learning_rate: float = 1e-5
+    num_generations: int = 4  # completions per prompt (the group GRPO/RLOO compare within)
+    batch_size: int = 8  # completions per optimizer step, a multiple of num_generations
+    max_completion_length: int = 24
+    temperature: float = 1.0
+    gold_every: int = 5
+    log_dir: str | None = None  # keep the run log (runlog.jsonl, summary.json) here; default: a temporary folder
+
+    def __post_init__(self) -> None:
+        from goodhartlab.text.scorers import PROXIES
+        from goodhartlab.text.tasks import TASKS
+
+        _task_factory(self.task)
+        if self.task in TASKS and self.proxy not in PROXIES:
+            raise ValueError(f"unknown proxy {self.proxy!r}; known: {', '.join(PROXIES)}")
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"unknown trainer {self.trainer!r}; known: {', '.join(TRAINERS)}")
+        if not self.beta > 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}: with beta = 0 TRL loads no reference model and "
+                             "logs no KL, so there is no pressure to plot gold against")
+        if self.learning_rate <= 0 or self.temperature <= 0:
+            raise ValueError(f"learning_rate and temperature must be > 0, got {self.learning_rate} and "
+                             f"{self.temperature}")
+        for name in ("prompts", "steps", "max_completion_length", "gold_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 (the group baseline needs two completions per "
+                             f"prompt), got {self.num_generations}")
+        if self.batch_size < self.num_generations or self.batch_size % self.num_generations:
+            raise ValueError(f"batch_size ({self.batch_size} completions per step) must be a multiple of "
+                             f"num_generations ({self.num_generations})")
+
+
+def rl_study(config: dict[str, Any], seed: int) -> RunResult:
+    """A runner task: RL on the task's prompts against its proxy, with gold, KL and the RL-form law."""
+    cfg = parse_config(RLConfig, config)
+    task = make_rl_task(cfg.task)
+    return train_rl(cfg, seed, prompts=task.prompts(cfg.prompts, seed=seed), proxy=task.proxy(cfg.proxy),
+                    gold=task.gold())
+
+
+def train_rl(cfg: RLConfig, seed: int, *, prompts: list[str], proxy: Scorer, gold: Scorer) -> RunResult:
+    """Train `cfg.policy` with TRL against `proxy`, measuring `gold` every `cfg.gold_every` steps."""
+    import torch
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+    from goodhartlab.integrations.trl import OveroptimizationCallback, ScorerReward
+    from goodhartlab.text.models import load_policy
+
+    if not prompts:
+        raise ValueError("no prompts to train on")
+    # Loaded by name or folder, so TRL can rebuild the reference model from `config.name_or_path`.
+    model, tokenizer = load_policy(cfg.policy)
+    with tempfile.TemporaryDirectory(prefix="goodhartlab-rl-") as scratch:
+        out = Path(cfg.log_dir) / f"seed-{seed}" if cfg.log_dir else Path(scratch)
+        gold_reward = ScorerReward(gold, every=cfg.gold_every, name="gold")
+        callback = OveroptimizationCallback(out, gold=gold_reward, seed=seed, proxy_key="rewards/proxy/mean",
+                                            curve=cfg.trainer)
+        settings: dict[str, Any] = dict(
+            output_dir=str(Path(scratch) / "trainer"), max_steps=cfg.steps, learning_rate=cfg.learning_rate,
+            beta=cfg.beta, num_generations=cfg.num_generations, per_device_train_batch_size=cfg.batch_size,
+            max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, top_k=0, top_p=1.0,
+            reward_weights=[1.0, 0.0], logging_steps=1, save_strategy="no", report_to="none", seed=seed,
+            data_seed=seed, disable_dropout=True, gradient_checkpointing=False,
+            bf16=bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()))
+        common: dict[str, Any] = dict(
+            model=model, processing_class=tokenizer, callbacks=[callback],
+            reward_funcs=[ScorerReward(proxy, name="proxy"), gold_reward],
+            train_dataset=Dataset.from_dict({"prompt": list(prompts)}))
+        trainer: GRPOTrainer | RLOOTrainer
+        if cfg.trainer == "grpo":
+            trainer = GRPOTrainer(args=GRPOConfig(**settings), **common)
+        else:
+            trainer = RLOOTrainer(args=RLOOConfig(**settings), **common)
+        _show_curve_in_progress_bar(trainer, callback)
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        result = callback.run_result()
+    result.summary.update(config=asdict(cfg), proxy_scorer=f"{proxy.name} {proxy.version}",
+                          gold_scorer=f"{gold.name} {gold.version}", train_seconds=round(seconds, 2))
+    return result
+
+
+def _show_curve_in_progress_bar(trainer: Any, callback: Any) -> None:
+    """Swap the trainer's progress bar for one that shows the latest KL, proxy and gold instead of
+    printing every step's full metrics dict (one per step with logging_steps=1); the run log keeps
+    the numbers."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class CurveProgress(ProgressCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if self.training_bar is not None and callback.rows:
+                row = callback.rows[-1]
+                gold = "-" if row["gold"] is None else f"{row['gold']:.3g}"
+                self.training_bar.set_postfix_str(f"kl {row['kl']:.3g} proxy {row['proxy']:.3g} gold {gold}")
+
+    callbacks = trainer.callback_handler.callbacks
+    if any(isinstance(cb, ProgressCallback) for cb in callbacks):
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(CurveProgress())
+    if any(isinstance(cb, PrinterCallback) for cb in callbacks):  # no bar wanted (disable_tqdm): print nothing
+        trainer.remove_callback(PrinterCallback)
+
+
+# -- a tiny policy and task: the same code path in seconds, no download --------------------------
+
+TINY_ALPHABET = "abcdefghijklmnopqrstuvwxyz !.,'"
+
+
+def tiny_policy(directory: str | Path, *, layers: int = 2, width: int = 64, seed: int = 0) -> Path:
+    """Save a character-level GPT-2 built from a config (random weights) and its tokenizer to `directory`.
+
+    A stand-in policy for tests, benchmarks and dry runs: `load_policy(str(path))` loads it, and
+    TRL can rebuild its reference model from the folder.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<eos>", "<unk>"]
+    vocab = {token: index for index, token in enumerate([*specials, *TINY_ALPHABET])}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")  # one token per character
+    raw.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<eos>",
+                                        unk_token="<unk>", padding_side="left")
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(vocab), n_embd=width, n_layer=layers, n_head=2, n_positions=128,
+                        pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    path = Path(directory)
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+class ExclamationCount:
+    """Proxy: the number of '!' in the response."""
+
+    name = "exclamations"
+    version = "1"
+
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        check_pairs(prompts, responses)
+        return np.array([response.count("!") for response in responses], dtype=np.float64)
+
+
+class CappedExclamations:
+    """Gold: each '!' up to `cap` is worth 1, each one past it costs 0.5, so gold peaks then falls."""
+
+    name = "exclamations-capped"
+    version = "1"
+
+    def __init__(self, cap: int = 2) -> None:
+        self.cap = cap
+
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        count = ExclamationCount().score(prompts, responses)
+        return np.minimum(count, self.cap) - 0.5 * np.maximum(count - self.cap, 0.0)
+
+
+@dataclass
+class ExclamationTask:
+    """Prompts in the tiny policy's alphabet; the proxy counts '!', gold caps it (see CappedExclamations)."""
+
+    cap: int = 2
+    name: str = "exclamation"
+    openers: tuple[str, ...] = ("the hotel was", "my room", "the staff", "it is", "we loved", "the food",
+                                "this phone", "the film", "our stay", "the view", "service was", "i think")
+
+    def prompts(self, count: int, *, seed: int = 0) -> list[str]:
+        """`count` openers: shuffled rounds through all of them, so each appears about equally often."""
+        rng = np.random.default_rng(seed)
+        rounds = -(-count // len(self.openers))
+        order = np.concatenate([rng.permutation(len(self.openers)) for _ in range(rounds)])[:count]
+        return [self.openers[i] for i in order]
+
+    def proxy(self, name: str) -> Scorer:
+        if name != ExclamationCount.name:
+            raise ValueError(f"unknown proxy {name!r} for the exclamation task; known: {ExclamationCount.name}")
+        return ExclamationCount()
+
+    def gold(self) -> Scorer:
+        return CappedExclamations(self.cap)

@@ -1,0 +1,125 @@
+"""RL with TRL as a runner task: the same code path on a tiny policy built from a config, then SmolLM2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("trl")
+
+from goodhartlab.lab.report import build_report
+from goodhartlab.lab.runner import RunSpec, run_sweep
+from goodhartlab.lab.store import ResultsStore
+from goodhartlab.lab.studies import parse_config
+from goodhartlab.measure.runlog import read_run_log
+from goodhartlab.text.rl import ExclamationTask, RLConfig, rl_study, tiny_policy
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "text-rl.yaml"
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    """A 64-wide model runs fastest on one thread, and far slower when threads contend for the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tiny_policy(tmp_path_factory.mktemp("tiny-policy")))
+
+
+def tiny_config(policy: str, **overrides: Any) -> dict[str, Any]:
+    return {"policy": policy, "task": "goodhartlab.text.rl:ExclamationTask", "proxy": "exclamations",
+            "steps": 30, "learning_rate": 5e-3, "max_completion_length": 16, "gold_every": 2, **overrides}
+
+
+def test_rl_study_shows_gold_rising_then_falling_while_the_proxy_climbs(policy: str, tmp_path: Path) -> None:
+    result = rl_study(tiny_config(policy, log_dir=str(tmp_path)), seed=0)
+    curve = result.curves["grpo"]
+    kl, proxy, gold = np.array(curve.pressure), np.array(curve.proxy), np.array(curve.gold, dtype=float)
+    assert curve.pressure_kind == "kl" and np.all(np.diff(kl) > 0) and kl[0] == pytest.approx(0.0, abs=1e-6)
+    log = result.summary["log"]
+    gold_kl = {k for k, g in zip(log["kl"], log["gold"], strict=True) if g is not None}
+    assert len(kl) == len(gold_kl)  # one point per distinct KL of a gold-evaluated step
+    peak = int(np.argmax(gold))
+    assert 0 < peak < len(gold) - 1  # gold rises first, then falls
+    assert gold[-1] < gold[peak] - 1.0 and proxy[-1] > proxy[peak] + 3.0  # ... while the proxy keeps climbing
+
+    summary = result.summary
+    assert summary["rows"] == 30 and summary["gold_rows"] == 16 and summary["config"]["steps"] == 30
+    assert summary["proxy_scorer"] == "exclamations 1" and summary["gold_scorer"] == "exclamations-capped 1"
+    fit = summary["fit"]
+    assert fit["form"] == "rl" and fit["points"] == len(kl)
+    assert fit["peak_kl"] is not None and 0 < fit["peak_kl"] < kl[-1]  # the law places a peak inside the run
+    log = read_run_log(tmp_path / "seed-0" / "runlog.jsonl")  # the run log is kept where log_dir says
+    assert len(log) == 30 and log.has_gold.sum() == 16
+
+
+def test_rl_study_with_rloo_runs_the_same_path(policy: str) -> None:
+    result = rl_study(tiny_config(policy, trainer="rloo", steps=4, gold_every=1), seed=1)
+    points = result.curves["rloo"]
+    assert len(points.pressure) == 4 and all(g is not None for g in points.gold)
+    assert result.summary["kl_source"].startswith("kl (nats_per_token) ×")
+
+
+def test_rl_study_runs_through_the_runner_into_the_report(policy: str, tmp_path: Path) -> None:
+    config = tiny_config(policy, steps=6)
+    spec = RunSpec("rl-tiny", "grpo, tiny policy", "goodhartlab.text.rl:rl_study", config, 0)
+    store_path = tmp_path / "results.sqlite"
+    assert run_sweep([spec], store_path, workers=1, progress=False).ran == 1
+    with ResultsStore(store_path) as store:
+        store.add_study("rl-tiny", "RL on a tiny policy")
+        (run,) = store.runs("rl-tiny")
+        assert len(store.points(run.run_id)["grpo"].pressure) == 4  # steps 1, 2, 4, 6
+        assert run.summary["rows"] == 6
+    assert "RL on a tiny policy" in build_report(store_path, tmp_path / "report.html").read_text()
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("beta", 0.0, "beta must be > 0"), ("batch_size", 6, "multiple of num_generations"),
+    ("num_generations", 1, "num_generations must be >= 2"), ("trainer", "ppo", "unknown trainer 'ppo'"),
+    ("task", "poetry", "unknown task 'poetry'"), ("task", "no_such_module:Task", "cannot load task"),
+    ("proxy", "bleu", "unknown proxy 'bleu'"), ("gold_every", 0, "gold_every must be >= 1")])
+def test_bad_config_is_named(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RLConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_exclamation_task_scores_and_prompts() -> None:
+    task = ExclamationTask()
+    prompts = task.prompts(20, seed=3)
+    assert len(prompts) == 20 and set(prompts) <= set(task.openers) and prompts == task.prompts(20, seed=3)
+    responses = ["", " wow!", " wow!!", " wow!!!!"]
+    np.testing.assert_array_equal(task.proxy("exclamations").score(prompts[:4], responses), [0, 1, 2, 4])
+    np.testing.assert_array_equal(task.gold().score(prompts[:4], responses), [0, 1, 2, 1])
+    with pytest.raises(ValueError, match="unknown proxy 'vader' for the exclamation task"):
+        task.proxy("vader")
+
+
+def test_example_spec_config_is_valid() -> None:
+    spec = yaml.safe_load(EXAMPLE.read_text())
+    assert spec["task"] == "rl_study"
+    for variant in spec.get("variants") or [{"config": {}}]:
+        cfg = parse_config(RLConfig, {**spec["config"], **variant.get("config", {})})
+        assert cfg.beta > 0
+
+
+@pytest.mark.slow
+@pytest.mark.assets
+def test_rl_study_on_smollm2_with_the_sentiment_task() -> None:
+    result = rl_study({"proxy": "vader", "prompts": 8, "steps": 3, "gold_every": 1, "max_completion_length": 12},
+                      seed=0)
+    points = result.curves["grpo"]
+    assert len(points.pressure) == 3 and all(0.0 <= g <= 1.0 for g in points.gold if g is not None)
+    assert points.pressure[0] == pytest.approx(0.0, abs=1e-4) and all(k >= 0 for k in points.pressure)
+    assert all(-1.0 <= p <= 1.0 for p in points.proxy)  # VADER's compound score
+    assert result.summary["proxy_scorer"] == "vader 3.3.2" and result.summary["rows"] == 3
