@@ -37,11 +37,12 @@ def sample_tokens(model: Any, tokenizer: Any, prompts: list[str], pool: int, *, 
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     requests = [index for index in range(len(prompts)) for _ in range(pool)]
+    device = next(model.parameters()).device  # the model's: a policy moved to a GPU samples there
     responses: list[list[list[int]]] = [[] for _ in prompts]
     with torch.no_grad():
         for start in range(0, len(requests), batch_size):
             chunk = requests[start:start + batch_size]
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + start)
+            generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + start)
             tokens = _sample_batch(model, tokenizer, [prompts[i] for i in dict.fromkeys(chunk)], chunk,
                                    max_new_tokens, temperature, generator)
             for index, response in zip(chunk, tokens, strict=True):
@@ -56,7 +57,8 @@ def _sample_batch(model: Any, tokenizer: Any, unique_prompts: list[str], request
     """Token ids of one response per request; `requests` names prompts by index, in first-seen order."""
     import torch
 
-    encoded = tokenizer(unique_prompts, return_tensors="pt", padding=True)
+    device = next(model.parameters()).device
+    encoded = tokenizer(unique_prompts, return_tensors="pt", padding=True).to(device)
     attention = encoded["attention_mask"]
     if attention.shape[1] and not bool(attention[:, -1].all()):
         raise ValueError("sampling needs a tokenizer that pads on the left (tokenizer.padding_side = 'left')")
@@ -64,14 +66,14 @@ def _sample_batch(model: Any, tokenizer: Any, unique_prompts: list[str], request
     out = model(input_ids=encoded["input_ids"], attention_mask=attention, position_ids=positions, use_cache=True)
     # each prompt was encoded once; its cache and last logits are copied to every one of its samples
     order = {index: row for row, index in enumerate(dict.fromkeys(requests))}
-    rows = torch.tensor([order[index] for index in requests])
+    rows = torch.tensor([order[index] for index in requests], device=device)
     cache = out.past_key_values
     cache.batch_select_indices(rows)
     logits = out.logits[rows, -1, :]
     attention, next_position = attention[rows], positions[rows, -1] + 1
 
-    eos_ids = torch.tensor(sorted(_end_of_sequence_ids(model, tokenizer)), dtype=torch.long)
-    alive = torch.arange(len(requests))  # which requests the batch rows are
+    eos_ids = torch.tensor(sorted(_end_of_sequence_ids(model, tokenizer)), dtype=torch.long, device=device)
+    alive = torch.arange(len(requests), device=device)  # which requests the batch rows are
     tokens: list[list[int]] = [[] for _ in requests]
     for step in range(max_new_tokens):
         sampled = _draw(logits, temperature, generator)
@@ -106,5 +108,5 @@ def _draw(logits: Any, temperature: float, generator: Any) -> Any:
     import torch
 
     cumulative = torch.softmax(logits.float() / temperature, dim=-1).cumsum(-1)
-    uniform = torch.rand(len(cumulative), 1, generator=generator) * cumulative[:, -1:]
+    uniform = torch.rand(len(cumulative), 1, generator=generator, device=cumulative.device) * cumulative[:, -1:]
     return torch.searchsorted(cumulative, uniform, right=True).clamp(max=cumulative.shape[1] - 1).squeeze(1)
