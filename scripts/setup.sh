@@ -23,5 +23,5 @@ if [ "${1:-}" = "--dev" ]; then
         fi
     fi
 else
-    .venv/bin/python -m pip install --quiet -e ".[rl]"
+    .venv/bin/python -m pip install --quiet -e ".[rl,llm]"
 fi

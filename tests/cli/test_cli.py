@@ -64,6 +64,7 @@ def test_report_without_store_is_a_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.assets
 def test_demo_writes_a_report_that_renders_in_chromium(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
@@ -80,6 +81,7 @@ def test_demo_writes_a_report_that_renders_in_chromium(tmp_path, capsys):
     assert "Best-of-n: regressional vs extremal Goodhart" in dom
     assert "phase transition" in dom
     assert "Classic RL: tomato watering" in dom and "reward-function and feedback tampering" in dom
+    assert "best-of-n on SmolLM2 against lexicon and learned proxies" in dom
     screenshot = tmp_path / "report.png"
     subprocess.run([*flags, "--window-size=1200,2400", f"--screenshot={screenshot}", report.as_uri()],
                    capture_output=True, timeout=120, check=True)

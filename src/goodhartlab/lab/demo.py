@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from goodhartlab.lab.report import build_report
 from goodhartlab.lab.runner import RunSpec, SweepSummary, run_sweep
@@ -66,8 +67,24 @@ STUDIES = {
         "true reward peaks and drops, which the transition test flags.",
         {"log_x": False, "draw_laws": False},
     ),
+    "lm-bestofn": (
+        "Language model: best-of-n on SmolLM2 against lexicon and learned proxies",
+        "SmolLM2-135M-Instruct continues 16 openers of held-out MultiEmo reviews, 64 samples of up to 32 "
+        "tokens each; best-of-n picks by the proxy, the unbiased estimator over the pool gives the curves. "
+        "Gold is the MultiEmo sentiment head on MiniLM (an encoder the policy does not share) times the "
+        "response's distinct-bigram fraction. The proxies: the VADER and AFINN lexicons, and Bradley–Terry "
+        "reward models on the policy's own hidden states trained on 16 or 4,096 gold-labelled comparisons "
+        "of samples for 16 other openers. At this pressure (n ≤ 64, KL ≤ 3.2 nats) every proxy still "
+        "raises gold; the learned proxy trained on 16 pairs raises it least (Gao et al.'s data-size effect).",
+        {"log_x": False},
+    ),
 }
 RL_TASKS = "goodhartlab.rl.sweeps"
+LM_TASK = "goodhartlab.text.bestofn:bestofn_study"
+LM_BESTOFN: dict[str, Any] = {"prompts": 16, "pool": 64, "max_new_tokens": 32}
+LM_PROXIES: dict[str, dict[str, Any]] = {"VADER lexicon": {"proxy": "vader"}, "AFINN lexicon": {"proxy": "afinn"},
+              "learned, 16 pairs": {"proxy": "learned", "proxy_pairs": 16},
+              "learned, 4,096 pairs": {"proxy": "learned", "proxy_pairs": 4096}}
 
 
 def demo_runs() -> list[RunSpec]:
@@ -82,7 +99,12 @@ def demo_runs() -> list[RunSpec]:
     runs += [RunSpec("transitions", kind, f"{TASKS}:planted_transition", {"kind": kind}, seed)
              for kind in ("sharp", "gradual", "none") for seed in range(5)]
     runs.append(RunSpec("transitions", "detector rates", f"{TASKS}:detector_rates", {}, 0))
-    return runs + rl_runs()
+    return runs + rl_runs() + lm_runs()
+
+
+def lm_runs() -> list[RunSpec]:
+    return [RunSpec("lm-bestofn", variant, LM_TASK, {**LM_BESTOFN, **proxy}, 0)
+            for variant, proxy in LM_PROXIES.items()]
 
 
 def rl_runs() -> list[RunSpec]:
@@ -110,6 +132,12 @@ def run_demo(out_dir: str | Path, *, workers: int = 2, progress: bool = True) ->
     with ResultsStore(store_path) as store:
         for study, (title, description, meta) in STUDIES.items():
             store.add_study(study, title, description, meta)
-    summary = run_sweep(demo_runs(), store_path, workers=workers, progress=progress,
-                        description="demo runs")
+    runs = demo_runs()
+    with ResultsStore(store_path) as store:
+        done = store.finished_ids()
+    if any(spec.study == "lm-bestofn" and spec.run_id not in done for spec in runs):
+        from goodhartlab.text.bestofn import warm_cache
+
+        warm_cache({**LM_BESTOFN, "proxy": "learned"}, 0)  # one pool for every proxy, sampled on all cores
+    summary = run_sweep(runs, store_path, workers=workers, progress=progress, description="demo runs")
     return build_report(store_path, out / "report.html"), summary
