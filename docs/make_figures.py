@@ -1,6 +1,7 @@
-"""Regenerate the figures of docs/measure.md and docs/rl.md: python docs/make_figures.py
+"""Regenerate the figures of docs/measure.md, docs/rl.md and docs/text.md: python docs/make_figures.py
 
-The demo's studies come from its store; the Pan et al. analogues from examples/rl-training-steps.yaml.
+The demo's studies come from its store; the Pan et al. analogues from examples/rl-training-steps.yaml
+and the 256-sample best-of-n study from examples/text-bestofn.yaml.
 """
 
 from pathlib import Path
@@ -38,12 +39,14 @@ def draw(store: ResultsStore, study: str) -> None:
 
 run_demo(FIGURES / "demo-store", progress=False)
 with ResultsStore(FIGURES / "demo-store" / "results.sqlite") as store:
-    for study in ("bestofn-goodhart", "ensembles", "transitions", "rl-tomato", "rl-tampering", "rl-capability"):
+    for study in ("bestofn-goodhart", "ensembles", "transitions", "rl-tomato", "rl-tampering", "rl-capability",
+                  "lm-bestofn"):
         draw(store, study)
 
-spec = load_spec(HERE.parent / "examples" / "rl-training-steps.yaml")
-with ResultsStore(FIGURES / "demo-store" / "results.sqlite") as store:
-    store.add_study(spec.study, spec.title, spec.description, spec.meta)
-run_sweep(spec.runs, FIGURES / "demo-store" / "results.sqlite", progress=False)
-with ResultsStore(FIGURES / "demo-store" / "results.sqlite") as store:
-    draw(store, spec.study)
+for name, workers in (("rl-training-steps.yaml", 2), ("text-bestofn.yaml", 1)):
+    spec = load_spec(HERE.parent / "examples" / name)
+    with ResultsStore(FIGURES / "demo-store" / "results.sqlite") as store:
+        store.add_study(spec.study, spec.title, spec.description, spec.meta)
+    run_sweep(spec.runs, FIGURES / "demo-store" / "results.sqlite", workers=workers, progress=False)
+    with ResultsStore(FIGURES / "demo-store" / "results.sqlite") as store:
+        draw(store, spec.study)
