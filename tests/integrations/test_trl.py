@@ -25,16 +25,7 @@ from goodhartlab.lab.store import ResultsStore
 from goodhartlab.measure.runlog import read_run_log
 from goodhartlab.text.rl import CappedExclamations, ExclamationCount, ExclamationTask, tiny_policy
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """A 64-wide model runs fastest on one thread, and far slower when threads contend for the cores."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,15 +21,7 @@ from goodhartlab.text.rl import ExclamationTask, RLConfig, rl_study, tiny_policy
 EXAMPLE = Path(__file__).parents[2] / "examples" / "text-rl.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """A 64-wide model runs fastest on one thread, and far slower when threads contend for the cores."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
