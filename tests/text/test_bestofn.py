@@ -129,3 +129,16 @@ def test_learned_proxy_study_on_smollm2_caches_what_it_sampled(monkeypatch: pyte
     assert bestofn_study(config, 0).curves["best-of-n"] == points
     with pytest.raises(ValueError, match="proxy_pairs must be between 1 and"):
         bestofn_study({**config, "proxy_pairs": 13}, 0)
+
+
+def test_pools_of_a_policy_folder_are_keyed_by_its_contents_changing(tmp_path: Path) -> None:
+    import os
+
+    from goodhartlab.text.bestofn import _policy_identity
+
+    assert _policy_identity("smollm2-135m-instruct") == "smollm2-135m-instruct"
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"old")
+    before = _policy_identity(str(tmp_path))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # retrained in place
+    assert _policy_identity(str(tmp_path)) != before

@@ -103,8 +103,8 @@ class PoolSampler:
         from goodhartlab.text.assets import cache_dir
 
         cfg = self.cfg
-        key = json.dumps([cfg.policy, prompts, pool, cfg.max_new_tokens, cfg.temperature, cfg.sample_dtype,
-                          cfg.batch_size, seed])
+        key = json.dumps([_policy_identity(cfg.policy), prompts, pool, cfg.max_new_tokens, cfg.temperature,
+                          cfg.sample_dtype, cfg.batch_size, seed])
         return cache_dir() / "pools" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json", key
 
     def features(self, prompts: list[str], pool: int, seed: int) -> np.ndarray:
@@ -140,6 +140,15 @@ class PoolSampler:
                             progress=lambda done, total: _say(f"  {done}/{total} responses"))
         _write_atomically(path, json.dumps({"key": json.loads(key), "pools": pools}))
         return pools
+
+
+def _policy_identity(policy: str) -> str:
+    """A policy's name, and for a local folder the time its files last changed: a model retrained into
+    the same folder must not be served the old model's pools."""
+    folder = Path(policy)
+    if not folder.is_dir():
+        return policy
+    return f"{folder.resolve()}@{max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)}"
 
 
 def _copy_as(model: Any, dtype: Any) -> Any:
