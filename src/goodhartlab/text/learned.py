@@ -17,7 +17,8 @@ from goodhartlab.text.scorers import check_pairs
 
 
 class PolicyFeatures:
-    """Mean-pooled last hidden state of the policy over prompt + response, in float32."""
+    """Mean-pooled last hidden state of the policy over prompt + response, returned in float64
+    whatever precision the model computes in."""
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64) -> None:
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size

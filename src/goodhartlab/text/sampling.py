@@ -103,8 +103,9 @@ def _end_of_sequence_ids(model: Any, tokenizer: Any) -> set[int]:
 
 
 def _draw(logits: Any, temperature: float, generator: Any) -> Any:
-    """One token per row from softmax(logits / temperature), by inverting the cumulative distribution:
-    one uniform number per row, several times cheaper than `torch.multinomial` over a 49k vocabulary."""
+    """One token per row from softmax(logits / temperature), by inverting the cumulative distribution
+    with one uniform number per row (`torch.multinomial` over SmolLM2's 49k vocabulary took a seventh
+    of all decoding time in a profile)."""
     import torch
 
     cumulative = torch.softmax(logits.float() / temperature, dim=-1).cumsum(-1)
