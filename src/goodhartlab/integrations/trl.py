@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from goodhartlab.lab.store import CurvePoints, ResultsStore, RunResult, run_id
+from goodhartlab.lab.store import CurvePoints, ResultsStore, RunResult, replace_atomically, run_id
 from goodhartlab.measure.kl import KL_UNITS, KLUnit, to_nats_per_sequence
 from goodhartlab.measure.scaling import FitError, fit_law
 from goodhartlab.text.scorers import Scorer
@@ -260,10 +260,8 @@ class OveroptimizationCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         self.summary = self.summarize()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        partial = self.output_dir / (SUMMARY + ".partial")
-        partial.write_text(json.dumps(self.summary, indent=1), encoding="utf-8")
-        partial.replace(self.output_dir / SUMMARY)
+        text = json.dumps(self.summary, indent=1)
+        replace_atomically(self.output_dir / SUMMARY, lambda partial: partial.write_text(text, encoding="utf-8"))
         if self.store is not None:
             self._save(args, time.perf_counter() - self._started)
 

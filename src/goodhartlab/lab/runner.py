@@ -42,15 +42,20 @@ class RunSpec:
         return f"{self.study}/{self.variant}/seed={self.seed}"
 
 
-def resolve_task(task: str) -> Task:
-    module_name, _, function_name = task.partition(":")
-    if not function_name:
-        raise ValueError(f"task {task!r} must be 'package.module:function'")
+def import_object(path: str, what: str, form: str = "package.module:function") -> Any:
+    """The object a 'package.module:name' path names; `what` says what it is, in the error."""
+    module_name, _, name = path.partition(":")
+    if not name:
+        raise ValueError(f"{what} {path!r} must be '{form}'")
     try:
-        function = getattr(importlib.import_module(module_name), function_name)
+        return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot load task {task!r}: {error}") from None
-    return function  # type: ignore[no-any-return,unused-ignore]
+        raise ValueError(f"cannot load {what} {path!r}: {error}") from None
+
+
+def resolve_task(task: str) -> Task:
+    function: Task = import_object(task, "task")
+    return function
 
 
 class RunFailed(RuntimeError):

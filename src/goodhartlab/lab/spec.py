@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from goodhartlab.lab.runner import RunSpec
+from goodhartlab.lab.runner import RunSpec, resolve_task
 
 TASKS = {  # name in a spec -> (the task, the config dataclass in the same module that checks its fields)
     "capability_sweep": ("goodhartlab.rl.sweeps:capability_sweep", "CapabilitySweepConfig"),
@@ -54,11 +54,6 @@ class Spec:
     meta: dict[str, Any]
 
 
-def _import_task(task: str) -> Any:
-    module_name, _, function = task.partition(":")
-    return getattr(importlib.import_module(module_name), function)
-
-
 def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     where = str(path)
@@ -84,9 +79,9 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError(f"{where}: field 'task': {task_name!r} is not one of {', '.join(TASKS)} "
                         "nor a 'package.module:function' path")
     try:
-        _import_task(task)
-    except (ImportError, AttributeError) as error:
-        raise SpecError(f"{where}: field 'task': cannot import {task!r} ({error})") from None
+        resolve_task(task)
+    except ValueError as error:
+        raise SpecError(f"{where}: field 'task': {error}") from None
     seeds_field = data.get("seeds", 3)
     if isinstance(seeds_field, int) and not isinstance(seeds_field, bool) and seeds_field >= 1:
         seeds = list(range(seeds_field))

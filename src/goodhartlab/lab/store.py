@@ -15,7 +15,7 @@ import platform
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -53,6 +53,15 @@ CREATE TABLE IF NOT EXISTS points (
 );
 CREATE INDEX IF NOT EXISTS runs_by_study ON runs(study);
 """
+
+
+def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` fills a sibling file that then replaces `path` in one rename, so an interrupted run
+    leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    write(partial)
+    partial.replace(path)
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from goodhartlab.lab.store import CurvePoints, RunResult
+from goodhartlab.lab.store import CurvePoints, RunResult, replace_atomically
 from goodhartlab.lab.studies import DEFAULT_NS, parse_config
 
 LEARNED = "learned"
@@ -120,10 +120,12 @@ class PoolSampler:
         features = PolicyFeatures(self.sampling_model, self.policy[1]).encode(flat_prompts,
                                                                              [r for rs in pools for r in rs])
         features = features.reshape(len(prompts), pool, -1)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.stem + ".partial.npy")
-        np.save(partial, features)
-        partial.replace(path)
+
+        def save(partial: Path) -> None:
+            with partial.open("wb") as file:
+                np.save(file, features)
+
+        replace_atomically(path, save)
         return features
 
     def pools(self, prompts: list[str], pool: int, seed: int) -> list[list[str]]:
@@ -138,7 +140,8 @@ class PoolSampler:
         pools = sample_pool(self.sampling_model, self.policy[1], prompts, pool, max_new_tokens=cfg.max_new_tokens,
                             temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed,
                             progress=lambda done, total: _say(f"  {done}/{total} responses"))
-        _write_atomically(path, json.dumps({"key": json.loads(key), "pools": pools}))
+        text = json.dumps({"key": json.loads(key), "pools": pools})
+        replace_atomically(path, lambda partial: partial.write_text(text))
         return pools
 
 
@@ -155,13 +158,6 @@ def _copy_as(model: Any, dtype: Any) -> Any:
     import copy
 
     return copy.deepcopy(model).to(dtype)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def _learned_proxy_scores(cfg: BestOfNConfig, sampler: PoolSampler, prompts: list[str], train_prompts: list[str],

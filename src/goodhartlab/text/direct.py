@@ -35,6 +35,7 @@ import numpy as np
 
 from goodhartlab.lab.store import CurvePoints, RunResult
 from goodhartlab.lab.studies import parse_config
+from goodhartlab.text.sampling import positions_from_mask
 from goodhartlab.text.scorers import Scorer
 
 LOSSES = {"sigmoid": "DPO", "ipo": "IPO", "hinge": "SLiC (hinge)"}
@@ -167,7 +168,7 @@ def sequence_log_probs(model: Any, input_ids: Any, attention_mask: Any, target_m
     import torch
 
     with torch.no_grad():
-        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        positions = positions_from_mask(attention_mask)
         logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits
         log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         taken = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)

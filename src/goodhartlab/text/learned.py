@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from goodhartlab.text.gold import fit_logistic
+from goodhartlab.text.sampling import positions_from_mask
 from goodhartlab.text.scorers import check_pairs
 
 
@@ -33,7 +34,7 @@ class PolicyFeatures:
             for start in range(0, len(texts), self.batch_size):
                 batch = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True)
                 mask = batch["attention_mask"]
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+                positions = positions_from_mask(mask)
                 # the transformer without its language-model head: the same last hidden state, a fifth less work
                 hidden = self.model.base_model(**batch, position_ids=positions).last_hidden_state
                 weights = mask.unsqueeze(-1).to(hidden.dtype)

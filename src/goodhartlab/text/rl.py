@@ -13,7 +13,6 @@ stops paying after two of them.
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -31,18 +30,15 @@ TRAINERS = ("grpo", "rloo")
 
 def _task_factory(name: str) -> Any:
     """A task class or factory: a name in `goodhartlab.text.tasks.TASKS`, or 'package.module:Name'."""
+    from goodhartlab.lab.runner import import_object
     from goodhartlab.text.tasks import TASKS
 
     if name in TASKS:
         return TASKS[name]
-    module_name, _, attribute = name.partition(":")
-    if not attribute:
+    if ":" not in name:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}, or 'package.module:TaskClass' "
                          "(an object with prompts(n, seed=), proxy(name) and gold())")
-    try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot load task {name!r}: {error}") from None
+    return import_object(name, "task")
 
 
 def make_rl_task(name: str) -> Any:

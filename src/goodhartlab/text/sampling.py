@@ -62,7 +62,7 @@ def _sample_batch(model: Any, tokenizer: Any, unique_prompts: list[str], request
     attention = encoded["attention_mask"]
     if attention.shape[1] and not bool(attention[:, -1].all()):
         raise ValueError("sampling needs a tokenizer that pads on the left (tokenizer.padding_side = 'left')")
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    positions = positions_from_mask(attention)
     out = model(input_ids=encoded["input_ids"], attention_mask=attention, position_ids=positions, use_cache=True)
     # each prompt was encoded once; its cache and last logits are copied to every one of its samples
     order = {index: row for row, index in enumerate(dict.fromkeys(requests))}
@@ -91,6 +91,11 @@ def _sample_batch(model: Any, tokenizer: Any, unique_prompts: list[str], request
                     past_key_values=cache, use_cache=True)
         cache, logits, next_position = out.past_key_values, out.logits[:, -1, :], next_position + 1
     return tokens
+
+
+def positions_from_mask(attention_mask: Any) -> Any:
+    """Position ids that count only real tokens, so a left-padded row is read as if it were unpadded."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def _end_of_sequence_ids(model: Any, tokenizer: Any) -> set[int]:
