@@ -124,8 +124,10 @@ def test_learned_proxy_study_on_smollm2_caches_what_it_sampled(monkeypatch: pyte
     assert result.summary["proxy_scorer"] == "bradley-terry on policy features (12 pairs)"
     cached = sorted((cache_dir() / "pools").glob("*"))
     assert any(path.name.endswith(".features.npy") for path in cached)
-    # the second run scores the cached pools and features: the same numbers, no policy loaded
+    assert any(".scores-" in path.name for path in cached)
+    # the second run reads the cached pools, features and gold: the same numbers, no policy or encoder run
     monkeypatch.setattr("goodhartlab.text.models.load_policy", lambda *a, **k: pytest.fail("sampled again"))
+    monkeypatch.setattr("goodhartlab.text.gold.SentimentGold.score", lambda *a, **k: pytest.fail("scored again"))
     assert bestofn_study(config, 0).curves["best-of-n"] == points
     with pytest.raises(ValueError, match="proxy_pairs must be between 1 and"):
         bestofn_study({**config, "proxy_pairs": 13}, 0)

@@ -6,8 +6,8 @@ is fitted to gold with a bootstrap over prompts.
 
 The proxy is a lexicon scorer or `learned`: a Bradley–Terry reward model on the policy's hidden
 states, trained on `proxy_pairs` gold-labelled comparisons of policy samples to other prompts.
-Sampled pools are cached on disk, so the variants of a study (proxies, pair counts) score the same
-responses and an interrupted study does not sample again.
+Sampled pools, and their scores and features, are cached on disk, so the variants of a study
+(proxies, pair counts) score the same responses and an interrupted study does not sample again.
 """
 
 from __future__ import annotations
@@ -128,6 +128,25 @@ class PoolSampler:
         replace_atomically(path, save)
         return features
 
+    def scores(self, scorer: Any, prompts: list[str], pool: int, seed: int) -> np.ndarray:
+        """`scorer`'s scores of a pool, (prompts, pool), cached beside it under the scorer's name and
+        version: the variants of a study share the gold, whose encoder is the slow part of scoring."""
+        identity = hashlib.sha256(f"{scorer.name}\n{scorer.version}".encode()).hexdigest()[:12]
+        path = self._path(prompts, pool, seed)[0].with_suffix(f".scores-{identity}.npy")
+        if path.exists():
+            return np.load(path)
+        pools = self.pools(prompts, pool, seed)
+        scores = np.asarray(scorer.score([p for p, responses in zip(prompts, pools, strict=True) for _ in responses],
+                                         [r for responses in pools for r in responses]), dtype=np.float64)
+        scores = scores.reshape(len(prompts), pool)
+
+        def save(partial: Path) -> None:
+            with partial.open("wb") as file:
+                np.save(file, scores)
+
+        replace_atomically(path, save)
+        return scores
+
     def pools(self, prompts: list[str], pool: int, seed: int) -> list[list[str]]:
         from goodhartlab.text.sampling import sample_pool
 
@@ -167,9 +186,7 @@ def _learned_proxy_scores(cfg: BestOfNConfig, sampler: PoolSampler, prompts: lis
     over the number of pairs encodes each response once."""
     from goodhartlab.text.learned import comparison_pairs, fit_bradley_terry
 
-    pools = sampler.pools(train_prompts, cfg.train_pool, seed + 1)
-    train_gold = gold.score([p for p, pool in zip(train_prompts, pools, strict=True) for _ in pool],
-                            [r for pool in pools for r in pool]).reshape(len(train_prompts), cfg.train_pool)
+    train_gold = sampler.scores(gold, train_prompts, cfg.train_pool, seed + 1)
     pairs = comparison_pairs(len(train_prompts), cfg.train_pool, cfg.proxy_pairs, np.random.default_rng(seed))
     weights, mean, scale = fit_bradley_terry(sampler.features(train_prompts, cfg.train_pool, seed + 1), train_gold,
                                              pairs)
@@ -187,17 +204,19 @@ def _prompts(cfg: BestOfNConfig, task: Any, seed: int) -> tuple[list[str], list[
 
 
 def warm_cache(config: dict[str, Any], seed: int) -> None:
-    """Sample (and for the learned proxy, encode) what a study will score, here and now: variants run
-    in parallel afterwards find it cached instead of each sampling the same pool."""
+    """Sample, gold-score (and for the learned proxy, encode) what a study will use, here and now:
+    variants run in parallel afterwards find it cached instead of each redoing the same work."""
     from goodhartlab.text.tasks import make_task
 
     cfg = parse_config(BestOfNConfig, config)
+    task = make_task(cfg.task)
     sampler = PoolSampler(cfg)
-    prompts, train_prompts = _prompts(cfg, make_task(cfg.task), seed)
-    sampler.pools(prompts, cfg.pool, seed)
+    prompts, train_prompts = _prompts(cfg, task, seed)
+    sampler.scores(task.gold(), prompts, cfg.pool, seed)
     if cfg.proxy == LEARNED:
         sampler.features(prompts, cfg.pool, seed)
         sampler.features(train_prompts, cfg.train_pool, seed + 1)
+        sampler.scores(task.gold(), train_prompts, cfg.train_pool, seed + 1)
 
 
 def bestofn_study(config: dict[str, Any], seed: int) -> RunResult:
@@ -211,15 +230,13 @@ def bestofn_study(config: dict[str, Any], seed: int) -> RunResult:
     sampler = PoolSampler(cfg)
     prompts, train_prompts = _prompts(cfg, task, seed)
     pools = sampler.pools(prompts, cfg.pool, seed)
-    flat_prompts = [p for p, pool in zip(prompts, pools, strict=True) for _ in pool]
-    flat_responses = [r for pool in pools for r in pool]
     if cfg.proxy == LEARNED:
         proxy_scores, proxy_name = _learned_proxy_scores(cfg, sampler, prompts, train_prompts, gold, seed)
     else:
         proxy = task.proxy(cfg.proxy)
-        proxy_scores = proxy.score(flat_prompts, flat_responses).reshape(cfg.prompts, cfg.pool)
+        proxy_scores = sampler.scores(proxy, prompts, cfg.pool, seed)
         proxy_name = f"{proxy.name} {proxy.version}"
-    gold_scores = gold.score(flat_prompts, flat_responses).reshape(cfg.prompts, cfg.pool)
+    gold_scores = sampler.scores(gold, prompts, cfg.pool, seed)
     curve = bestofn_curve(proxy_scores, gold_scores, cfg.ns())
     summary: dict[str, Any] = {"config": asdict(cfg), "proxy_scorer": proxy_name,
                                "gold_scorer": f"{gold.name} {gold.version}", "ns": curve.ns.tolist(),
