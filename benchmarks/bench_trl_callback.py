@@ -47,8 +47,8 @@ def main() -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from goodhartlab.integrations.trl import OveroptimizationCallback, ScorerReward
-    from goodhartlab.text.rl import ExclamationTask, tiny_policy
     from goodhartlab.text.tasks import make_task
+    from goodhartlab.text.tiny import ExclamationTask, tiny_policy
 
     class TimedReward(ScorerReward):
         """The gold reward function, clocking every call (the cheap None-returning ones included)."""

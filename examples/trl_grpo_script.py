@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.tiny:
-        from goodhartlab.text.rl import ExclamationTask, tiny_policy
+        from goodhartlab.text.tiny import ExclamationTask, tiny_policy
 
         task, proxy_name = ExclamationTask(), "exclamations"
         model, lr, steps, length = str(tiny_policy(os.path.join(args.out, "policy"))), 5e-3, 40, 16

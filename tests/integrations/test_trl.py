@@ -23,7 +23,7 @@ from goodhartlab.integrations.trl import (
 from goodhartlab.lab.report import build_report
 from goodhartlab.lab.store import ResultsStore
 from goodhartlab.measure.runlog import read_run_log
-from goodhartlab.text.rl import CappedExclamations, ExclamationCount, ExclamationTask, tiny_policy
+from goodhartlab.text.tiny import CappedExclamations, ExclamationCount, ExclamationTask, tiny_policy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,29 +13,20 @@ from goodhartlab.cli import main
 from goodhartlab.text.bestofn import BestOfNConfig
 from goodhartlab.text.sampling import sample_pool
 from goodhartlab.text.scorers import AfinnProxy, VaderProxy, make_proxy
-
-WORDS = ["<pad>", "<unk>", "the", "hotel", "was", "good", "bad", "very", "room", "and", "staff", "clean"]
-
-
-def tiny_policy() -> tuple[object, object]:
-    """A two-layer Llama and a word-level tokenizer built from a config: no download."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<pad>",
-                                        unk_token="<unk>", padding_side="left")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(WORDS), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                         pad_token_id=0, eos_token_id=0, bos_token_id=0)
-    return LlamaForCausalLM(config).eval(), tokenizer
+from goodhartlab.text.tiny import TINY_ALPHABET
 
 
-def test_pool_sampling_gives_each_prompt_its_pool_and_repeats_with_the_seed() -> None:
-    model, tokenizer = tiny_policy()
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """(model, tokenizer) of the tiny character-level policy."""
+    from goodhartlab.text.models import load_policy
+    from goodhartlab.text.tiny import tiny_policy
+
+    return load_policy(str(tiny_policy(tmp_path_factory.mktemp("tiny-policy"))))
+
+
+def test_pool_sampling_gives_each_prompt_its_pool_and_repeats_with_the_seed(policy: tuple[Any, Any]) -> None:
+    model, tokenizer = policy
     prompts = ["the hotel was", "the staff"]
     pools = sample_pool(model, tokenizer, prompts, 5, max_new_tokens=4, batch_size=4, seed=1)
     assert [len(pool) for pool in pools] == [5, 5]
@@ -44,10 +36,10 @@ def test_pool_sampling_gives_each_prompt_its_pool_and_repeats_with_the_seed() ->
         sample_pool(model, tokenizer, prompts, 0)
 
 
-def test_pool_sampling_at_zero_temperature_is_greedy_decoding_of_each_prompt_alone() -> None:
+def test_pool_sampling_at_zero_temperature_is_greedy_decoding_of_each_prompt_alone(policy: tuple[Any, Any]) -> None:
     """Shared prompt caches, left padding across prompts and rows leaving the batch change nothing."""
-    model, tokenizer = tiny_policy()
-    prompts = ["the hotel was", "the staff", "clean room and very good"]
+    model, tokenizer = policy
+    prompts = ["the hotel was", "the staff", "a clean room, and very good!"]
     pools = sample_pool(model, tokenizer, prompts, 3, max_new_tokens=6, temperature=1e-6, batch_size=4)
     for prompt, pool in zip(prompts, pools, strict=True):
         encoded = tokenizer([prompt], return_tensors="pt")
@@ -56,18 +48,18 @@ def test_pool_sampling_at_zero_temperature_is_greedy_decoding_of_each_prompt_alo
         assert pool == [expected] * 3
 
 
-def test_pool_sampling_draws_from_the_model_distribution() -> None:
+def test_pool_sampling_draws_from_the_model_distribution(policy: tuple[Any, Any]) -> None:
     import torch
 
-    model, tokenizer = tiny_policy()
+    model, tokenizer = policy
     prompt, pool = "the hotel was", 3000
     responses = sample_pool(model, tokenizer, [prompt], pool, max_new_tokens=1, temperature=0.5, batch_size=1000)[0]
     with torch.no_grad():
         logits = model(**tokenizer([prompt], return_tensors="pt")).logits[0, -1]  # type: ignore[operator]
     probabilities = torch.softmax(logits / 0.5, dim=-1).numpy()
-    # <pad> (the end of sequence) and <unk> both decode to nothing
-    expected = np.append(probabilities[:2].sum(), probabilities[2:])
-    observed = np.array([responses.count("")] + [responses.count(word) for word in WORDS[2:]]) / pool
+    # <pad>, <eos> and <unk> all decode to nothing; every other token is one character
+    expected = np.append(probabilities[:3].sum(), probabilities[3:])
+    observed = np.array([responses.count("")] + [responses.count(char) for char in TINY_ALPHABET]) / pool
     standard_error = np.sqrt(expected * (1 - expected) / pool)
     assert np.all(np.abs(observed - expected) <= 4 * standard_error + 1e-9)
 

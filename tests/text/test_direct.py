@@ -14,7 +14,7 @@ import yaml
 
 from goodhartlab.lab.report import build_report
 from goodhartlab.lab.spec import TASKS, load_spec
-from goodhartlab.lab.store import ResultsStore
+from goodhartlab.lab.store import ResultsStore, RunResult
 from goodhartlab.lab.studies import parse_config
 from goodhartlab.measure.kl import sequence_kl
 from goodhartlab.text.direct import (
@@ -28,69 +28,30 @@ from goodhartlab.text.direct import (
     sequence_log_probs,
     win_rate,
 )
+from goodhartlab.text.scorers import Scorer
+from goodhartlab.text.tiny import ExclamationCount, ExclamationTask, tiny_policy
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "text-dpo.yaml"
-CHARS = list("abcdefghijklmnopqrstuvwxyz !.,")
-SPECIAL = ["<pad>", "</s>", "<unk>"]
-EOS = 1
-PROMPTS = ["the room was", "great staff", "we stayed", "the view", "breakfast was", "our host",
-           "the beds", "check in", "a quiet street", "the pool", "dinner", "the price"]
-
-
-def tiny_tokenizer() -> Any:
-    """Character-level: decoding fuses characters, so prompt + response text is exact (as with byte BPE)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    raw = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPECIAL + CHARS)}, unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    raw.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   padding_side="left")
-
-
-def tiny_model(seed: int = 0) -> Any:
-    """A two-layer, 64-wide Llama: random weights, no download."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(SPECIAL + CHARS), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=128, pad_token_id=0, eos_token_id=EOS, bos_token_id=EOS)
-    return LlamaForCausalLM(config).eval()
+EOS = 1  # the tiny policy's <eos>
 
 
 @pytest.fixture(scope="module")
 def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-policy")
-    tiny_model().save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
+    return tiny_policy(tmp_path_factory.mktemp("tiny-policy"))
+
+
+def tiny_model(policy_dir: Path) -> tuple[Any, Any]:
+    from goodhartlab.text.models import load_policy
+
+    return load_policy(str(policy_dir))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class ExclamationCount:
-    """Proxy: the number of '!' in the response (trivially hackable)."""
-
-    name = "exclamations"
-    version = "1"
-
-    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        return np.array([r.count("!") for r in responses], dtype=float)
-
-
-class CappedExclamations:
-    """Gold: one or two '!' are good, each further one costs half a point (the proxy's inverted U)."""
-
-    name = "capped-exclamations"
-    version = "1"
-
-    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        counts = np.array([r.count("!") for r in responses], dtype=float)
-        return np.minimum(counts, 2) - 0.5 * np.maximum(counts - 2, 0)
+def run_tiny(config: dict[str, Any], seed: int, proxy: Scorer | None = None) -> RunResult:
+    """The study on the exclamation task, whose proxy the config cannot name (it is not a text proxy)."""
+    return direct_alignment_study(config, seed, task=ExclamationTask(), proxy=proxy or ExclamationCount())
 
 
 class BrokenProxy(ExclamationCount):
@@ -98,20 +59,6 @@ class BrokenProxy(ExclamationCount):
         scores = super().score(prompts, responses)
         scores[1] = np.nan
         return scores
-
-
-class ReviewTask:
-    """Prompts drawn from a fixed list with the seed; the scorers above."""
-
-    def prompts(self, count: int, *, seed: int = 0) -> list[str]:
-        rng = np.random.default_rng(seed)
-        return [PROMPTS[i] for i in rng.integers(0, len(PROMPTS), count)]
-
-    def proxy(self, name: str) -> ExclamationCount:
-        return ExclamationCount()
-
-    def gold(self) -> CappedExclamations:
-        return CappedExclamations()
 
 
 def exact_kl(policy: Any, reference: Any, prompt_ids: list[int]) -> tuple[float, float]:
@@ -135,11 +82,10 @@ def exact_kl(policy: Any, reference: Any, prompt_ids: list[int]) -> tuple[float,
     return kl, length
 
 
-def test_sequence_kl_of_left_padded_samples_matches_exact_enumeration() -> None:
+def test_sequence_kl_of_left_padded_samples_matches_exact_enumeration(tmp_path: Path) -> None:
     import torch
 
-    tokenizer = tiny_tokenizer()
-    policy = tiny_model(seed=1)
+    policy, tokenizer = tiny_model(tiny_policy(tmp_path, seed=1))
     reference = copy.deepcopy(policy)
     with torch.no_grad():  # a reference that differs from the policy by a known-small amount
         generator = torch.Generator().manual_seed(2)
@@ -160,14 +106,14 @@ def test_sequence_kl_of_left_padded_samples_matches_exact_enumeration() -> None:
         assert abs(lengths.mean() - exact_length) < 4 * lengths.std(ddof=1) / math.sqrt(lengths.size) + 1e-9
     assert set(samples.lengths.tolist()) <= {1, 2}
     # a sample that ended with EOS is decoded without it
-    assert all("</s>" not in text for text in samples.texts)
+    assert all("<eos>" not in text for text in samples.texts)
 
 
-def test_same_policy_has_zero_kl_and_samples_repeat_with_the_seed() -> None:
-    tokenizer = tiny_tokenizer()
-    policy = tiny_model()
-    first = sample_responses(policy, tokenizer, PROMPTS[:3], 4, max_new_tokens=6, batch_size=5, seed=7)
-    again = sample_responses(policy, tokenizer, PROMPTS[:3], 4, max_new_tokens=6, batch_size=5, seed=7)
+def test_same_policy_has_zero_kl_and_samples_repeat_with_the_seed(policy_dir: Path) -> None:
+    policy, tokenizer = tiny_model(policy_dir)
+    prompts = list(ExclamationTask().openers[:3])
+    first = sample_responses(policy, tokenizer, prompts, 4, max_new_tokens=6, batch_size=5, seed=7)
+    again = sample_responses(policy, tokenizer, prompts, 4, max_new_tokens=6, batch_size=5, seed=7)
     assert first.texts == again.texts and len(first.texts) == 12
     for batch in first.batches:
         logps = sequence_log_probs(policy, *batch)
@@ -233,7 +179,7 @@ def small(policy_dir: Path, **overrides: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("loss", ["sigmoid", "ipo", "hinge"])
 def test_each_loss_trains_and_records_checkpoints_inside_the_epoch(policy_dir: Path, loss: str,
                                                                    tmp_path: Path) -> None:
-    result = direct_alignment_study(small(policy_dir, loss=loss), seed=0, task=ReviewTask())
+    result = run_tiny(small(policy_dir, loss=loss), seed=0)
     summary = result.summary
     records = summary["checkpoints"]
     assert summary["pairs_used"] + summary["proxy_ties_dropped"] == 48 and summary["pairs_used"] >= 16
@@ -271,8 +217,8 @@ def test_each_loss_trains_and_records_checkpoints_inside_the_epoch(policy_dir: P
 
 def test_same_seed_gives_the_same_run(policy_dir: Path) -> None:
     config = small(policy_dir, pairs=32, batch_size=2, eval_prompts=4, eval_samples=2, r2_pairs=0, max_new_tokens=6)
-    first = direct_alignment_study(config, seed=3, task=ReviewTask())
-    again = direct_alignment_study(config, seed=3, task=ReviewTask())
+    first = run_tiny(config, seed=3)
+    again = run_tiny(config, seed=3)
     assert first.summary["checkpoints"] == again.summary["checkpoints"]
     assert first.summary["example"] == again.summary["example"]
     assert all(r["length_r2_pairs"] is None for r in first.summary["checkpoints"])
@@ -280,7 +226,7 @@ def test_same_seed_gives_the_same_run(policy_dir: Path) -> None:
 
 def test_non_finite_proxy_scores_are_reported(policy_dir: Path) -> None:
     with pytest.raises(ValueError, match="proxy scorer 'exclamations' returned 1 NaN or infinite scores of 96"):
-        direct_alignment_study(small(policy_dir), seed=0, task=ReviewTask(), proxy=BrokenProxy())
+        run_tiny(small(policy_dir), seed=0, proxy=BrokenProxy())
 
 
 def test_too_few_pairs_after_proxy_ties_is_explained(policy_dir: Path) -> None:
@@ -289,12 +235,12 @@ def test_too_few_pairs_after_proxy_ties_is_explained(policy_dir: Path) -> None:
             return np.zeros(len(responses))
 
     with pytest.raises(ValueError, match="only 0 of 48 pairs remain after dropping proxy ties"):
-        direct_alignment_study(small(policy_dir), seed=0, task=ReviewTask(), proxy=Flat())
+        run_tiny(small(policy_dir), seed=0, proxy=Flat())
 
 
 def test_missing_policy_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot load policy"):
-        direct_alignment_study({"policy": str(tmp_path / "no-model")}, seed=0, task=ReviewTask())
+        run_tiny({"policy": str(tmp_path / "no-model")}, seed=0)
 
 
 def test_example_spec_sweeps_loss_and_beta(tmp_path: Path) -> None:

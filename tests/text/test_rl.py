@@ -16,7 +16,8 @@ from goodhartlab.lab.runner import RunSpec, run_sweep
 from goodhartlab.lab.store import ResultsStore
 from goodhartlab.lab.studies import parse_config
 from goodhartlab.measure.runlog import read_run_log
-from goodhartlab.text.rl import ExclamationTask, RLConfig, rl_study, tiny_policy
+from goodhartlab.text.rl import RLConfig, rl_study
+from goodhartlab.text.tiny import ExclamationTask, tiny_policy
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "text-rl.yaml"
 
@@ -30,7 +31,7 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def tiny_config(policy: str, **overrides: Any) -> dict[str, Any]:
-    return {"policy": policy, "task": "goodhartlab.text.rl:ExclamationTask", "proxy": "exclamations",
+    return {"policy": policy, "task": "goodhartlab.text.tiny:ExclamationTask", "proxy": "exclamations",
             "steps": 30, "learning_rate": 5e-3, "max_completion_length": 16, "gold_every": 2, **overrides}
 
 
