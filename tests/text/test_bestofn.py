@@ -136,3 +136,31 @@ def test_pools_of_a_policy_folder_are_keyed_by_its_contents_changing(tmp_path: P
     before = _policy_identity(str(tmp_path))
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # retrained in place
     assert _policy_identity(str(tmp_path)) != before
+
+
+def test_pool_scores_are_cached_under_the_scorers_name_and_version(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from goodhartlab.text import assets
+    from goodhartlab.text.bestofn import PoolSampler
+    from goodhartlab.text.tiny import ExclamationCount, tiny_policy
+
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    calls = []
+
+    class Counted(ExclamationCount):
+        def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+            calls.append(len(responses))
+            return super().score(prompts, responses)
+
+    sampler = PoolSampler(BestOfNConfig(policy=str(tiny_policy(tmp_path / "policy")), pool=4, max_new_tokens=6))
+    prompts = ["the hotel was", "the staff"]
+    first = sampler.scores(Counted(), prompts, 4, 0)
+    assert first.shape == (2, 4) and calls == [8]
+    np.testing.assert_array_equal(sampler.scores(Counted(), prompts, 4, 0), first)
+    assert calls == [8]  # read back, not scored again
+    retrained = Counted()
+    retrained.version = "2"
+    sampler.scores(retrained, prompts, 4, 0)
+    assert calls == [8, 8]  # a new version is a new cache entry
+    sampler.scores(Counted(), prompts, 4, 1)
+    assert calls == [8, 8, 8]  # and so is another pool

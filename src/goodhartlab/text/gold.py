@@ -8,6 +8,7 @@ lexicon or a learned proxy does not directly move this reward.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -93,7 +94,9 @@ class SentimentGold:
         self.encoder = encoder or SentenceEncoder()
         self.head = head or load_head()
         self.fluency = fluency
-        self.version = "2 (x distinct bigrams)" if fluency else "1"
+        # the head's digest is part of the version, so scores cached under it go stale when it is retrained
+        head_digest = hashlib.sha256(self.head.to_json().encode()).hexdigest()[:8]
+        self.version = f"{'2 (x distinct bigrams)' if fluency else '1'}, head {head_digest}"
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         check_pairs(prompts, responses)
