@@ -149,7 +149,8 @@ def _bestofn(args: argparse.Namespace) -> int:
 
     config = asdict(parse_config(BestOfNConfig, {
         "task": args.task, "proxy": args.proxy, "policy": args.policy, "prompts": args.prompts, "pool": args.pool,
-        "max_new_tokens": args.max_new_tokens, "proxy_pairs": args.proxy_pairs}))  # bad input fails here
+        "max_new_tokens": args.max_new_tokens, "proxy_pairs": args.proxy_pairs,
+        "device": args.device}))  # bad input fails here
     study = f"bestofn-{args.task}-{args.proxy}"
     label = f"learned proxy ({args.proxy_pairs} pairs)" if args.proxy == "learned" else f"{args.proxy} proxy"
     spec = RunSpec(study, f"{label}, {args.policy}", "goodhartlab.text.bestofn:bestofn_study", config,
@@ -226,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     bestofn.add_argument("--prompts", type=int, default=16)
     bestofn.add_argument("--pool", type=int, default=64, help="samples per prompt")
     bestofn.add_argument("--max-new-tokens", type=int, default=32)
+    bestofn.add_argument("--device", default="auto",
+                         help="where the policy samples: auto (CUDA when available), cpu or cuda")
     bestofn.add_argument("--seed", type=int, default=0)
     bestofn.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")
     bestofn.add_argument("--json", action="store_true", help="print the curve points and the fit as JSON")

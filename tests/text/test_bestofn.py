@@ -76,10 +76,22 @@ def test_lexicon_proxies_are_exploitable_by_word_stuffing() -> None:
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("task", "poetry", "unknown task 'poetry'"), ("proxy", "bleu", "unknown proxy 'bleu'"),
-    ("pool", 1, "pool >= 2")])
+    ("pool", 1, "pool >= 2"), ("device", "tpu", "device must be one of auto, cpu, cuda")])
 def test_bad_config_is_named(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BestOfNConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_device_auto_takes_cuda_only_when_torch_sees_it() -> None:
+    import torch
+
+    assert BestOfNConfig(device="cpu").resolved_device() == "cpu"
+    if torch.cuda.is_available():
+        assert BestOfNConfig().resolved_device() == BestOfNConfig(device="cuda").resolved_device() == "cuda"
+    else:
+        assert BestOfNConfig().resolved_device() == "cpu"
+        with pytest.raises(ValueError, match="torch sees no CUDA device"):
+            BestOfNConfig(device="cuda").resolved_device()
 
 
 def test_cli_rejects_bad_input_without_writing_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

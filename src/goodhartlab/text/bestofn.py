@@ -26,6 +26,7 @@ from goodhartlab.lab.studies import DEFAULT_NS, parse_config
 
 LEARNED = "learned"
 SAMPLE_DTYPES = ("bfloat16", "float32")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class BestOfNConfig:
     temperature: float = 1.0
     batch_size: int = 128
     sample_dtype: str = "bfloat16"  # the policy copy that samples and gives the learned proxy its features
+    device: str = "auto"  # where that copy runs: "cpu", "cuda", or "auto" (CUDA when torch sees one)
     proxy_pairs: int = 256  # learned proxy only: gold-labelled comparisons it is trained on
     train_prompts: int = 16  # learned proxy only: prompts (disjoint from the evaluated ones) for its pairs
     train_pool: int = 32  # learned proxy only: samples per training prompt
@@ -55,6 +57,8 @@ class BestOfNConfig:
             raise ValueError(f"need prompts >= 1 and pool >= 2, got {self.prompts} and {self.pool}")
         if self.sample_dtype not in SAMPLE_DTYPES:
             raise ValueError(f"sample_dtype must be one of {', '.join(SAMPLE_DTYPES)}, got {self.sample_dtype!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.proxy == LEARNED:
             available = self.train_prompts * self.train_pool * (self.train_pool - 1) // 2
             if self.train_prompts < 1 or self.train_pool < 2 or not 1 <= self.proxy_pairs <= available:
@@ -65,6 +69,16 @@ class BestOfNConfig:
     def ns(self) -> list[int]:
         return [n for n in DEFAULT_NS if n <= self.pool]
 
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; install the CUDA build "
+                             "of torch, or use device 'auto' or 'cpu'")
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
 
 def _say(message: str) -> None:
     print(f"[best-of-n] {message}", file=sys.stderr, flush=True)
@@ -72,7 +86,7 @@ def _say(message: str) -> None:
 
 class PoolSampler:
     """Loads the policy once and samples pools, keeping each in the cache under a key of everything
-    that determines it (policy, prompts, pool, length, temperature, dtype, batch size, seed)."""
+    that determines it (policy, prompts, pool, length, temperature, dtype, batch size, seed, device)."""
 
     def __init__(self, cfg: BestOfNConfig) -> None:
         self.cfg = cfg
@@ -96,15 +110,20 @@ class PoolSampler:
             import torch
 
             model = self.policy[0]
-            self._sampler = model if self.cfg.sample_dtype == "float32" else _copy_as(model, torch.bfloat16)
+            model = model if self.cfg.sample_dtype == "float32" else _copy_as(model, torch.bfloat16)
+            self._sampler = model.to(self.cfg.resolved_device())
         return self._sampler
 
     def _path(self, prompts: list[str], pool: int, seed: int) -> tuple[Path, str]:
         from goodhartlab.text.assets import cache_dir
 
         cfg = self.cfg
-        key = json.dumps([_policy_identity(cfg.policy), prompts, pool, cfg.max_new_tokens, cfg.temperature,
-                          cfg.sample_dtype, cfg.batch_size, seed])
+        identity = [_policy_identity(cfg.policy), prompts, pool, cfg.max_new_tokens, cfg.temperature,
+                    cfg.sample_dtype, cfg.batch_size, seed]
+        device = cfg.resolved_device()
+        if device != "cpu":  # another device draws other numbers; CPU pools keep the keys they always had
+            identity.append(device)
+        key = json.dumps(identity)
         return cache_dir() / "pools" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json", key
 
     def features(self, prompts: list[str], pool: int, seed: int) -> np.ndarray:

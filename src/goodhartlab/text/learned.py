@@ -30,15 +30,17 @@ class PolicyFeatures:
         check_pairs(prompts, responses)
         texts = [p + r for p, r in zip(prompts, responses, strict=True)]
         chunks = []
+        device = next(self.model.parameters()).device
         with torch.no_grad():
             for start in range(0, len(texts), self.batch_size):
-                batch = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True)
+                batch = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt",
+                                       padding=True).to(device)
                 mask = batch["attention_mask"]
                 positions = positions_from_mask(mask)
                 # the transformer without its language-model head: the same last hidden state, a fifth less work
                 hidden = self.model.base_model(**batch, position_ids=positions).last_hidden_state
                 weights = mask.unsqueeze(-1).to(hidden.dtype)
-                chunks.append(((hidden * weights).sum(1) / weights.sum(1).clamp(min=1)).float().numpy())
+                chunks.append(((hidden * weights).sum(1) / weights.sum(1).clamp(min=1)).float().cpu().numpy())
         width = self.model.config.hidden_size
         return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, width))
 
