@@ -23,6 +23,7 @@ import numpy as np
 
 from goodhartlab.lab.store import CurvePoints, RunResult, replace_atomically
 from goodhartlab.lab.studies import DEFAULT_NS, parse_config
+from goodhartlab.text.scorers import Scorer
 
 LEARNED = "learned"
 SAMPLE_DTYPES = ("bfloat16", "float32")
@@ -147,7 +148,7 @@ class PoolSampler:
         replace_atomically(path, save)
         return features
 
-    def scores(self, scorer: Any, prompts: list[str], pool: int, seed: int) -> np.ndarray:
+    def scores(self, scorer: Scorer, prompts: list[str], pool: int, seed: int) -> np.ndarray:
         """`scorer`'s scores of a pool, (prompts, pool), cached beside it under the scorer's name and
         version: the variants of a study share the gold, whose encoder is the slow part of scoring."""
         identity = hashlib.sha256(f"{scorer.name}\n{scorer.version}".encode()).hexdigest()[:12]
