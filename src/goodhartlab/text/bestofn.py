@@ -136,16 +136,9 @@ class PoolSampler:
             return np.load(path)
         pools = self.pools(prompts, pool, seed)
         _say(f"encoding {len(prompts) * pool} responses with the policy")
-        flat_prompts = [p for p, responses in zip(prompts, pools, strict=True) for _ in responses]
-        features = PolicyFeatures(self.sampling_model, self.policy[1]).encode(flat_prompts,
-                                                                             [r for rs in pools for r in rs])
+        features = PolicyFeatures(self.sampling_model, self.policy[1]).encode(*_flatten(prompts, pools))
         features = features.reshape(len(prompts), pool, -1)
-
-        def save(partial: Path) -> None:
-            with partial.open("wb") as file:
-                np.save(file, features)
-
-        replace_atomically(path, save)
+        _save_array(path, features)
         return features
 
     def scores(self, scorer: Scorer, prompts: list[str], pool: int, seed: int) -> np.ndarray:
@@ -156,15 +149,9 @@ class PoolSampler:
         if path.exists():
             return np.load(path)
         pools = self.pools(prompts, pool, seed)
-        scores = np.asarray(scorer.score([p for p, responses in zip(prompts, pools, strict=True) for _ in responses],
-                                         [r for responses in pools for r in responses]), dtype=np.float64)
+        scores = np.asarray(scorer.score(*_flatten(prompts, pools)), dtype=np.float64)
         scores = scores.reshape(len(prompts), pool)
-
-        def save(partial: Path) -> None:
-            with partial.open("wb") as file:
-                np.save(file, scores)
-
-        replace_atomically(path, save)
+        _save_array(path, scores)
         return scores
 
     def pools(self, prompts: list[str], pool: int, seed: int) -> list[list[str]]:
@@ -182,6 +169,19 @@ class PoolSampler:
         text = json.dumps({"key": json.loads(key), "pools": pools})
         replace_atomically(path, lambda partial: partial.write_text(text))
         return pools
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    def write(partial: Path) -> None:
+        with partial.open("wb") as file:  # a file object, so numpy does not append ".npy" to the name
+            np.save(file, array)
+
+    replace_atomically(path, write)
+
+
+def _flatten(prompts: list[str], pools: list[list[str]]) -> tuple[list[str], list[str]]:
+    """(prompt of each response, response): the flat pairs every scorer and encoder takes."""
+    return [p for p, responses in zip(prompts, pools, strict=True) for _ in responses], [r for rs in pools for r in rs]
 
 
 def _policy_identity(policy: str) -> str:
