@@ -166,16 +166,16 @@ def _bestofn(args: argparse.Namespace) -> int:
         points = store.points(run.run_id)["best-of-n"]
     report = build_report(store_path, out / "report.html")
     result: dict[str, Any] = {"kl": points.pressure, "proxy": points.proxy, "gold": points.gold,
-              "gold_se": run.summary.get("gold_se"), "fit": run.summary.get("fit"),
+              "gold_se": run.summary.get("gold_se"), "words": run.summary.get("words"), "fit": run.summary.get("fit"),
               "fit_error": run.summary.get("fit_error"), "report": str(report)}
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"best-of-n, {args.task} task, {args.proxy} proxy, {args.prompts} prompts x pool {args.pool}")
-    print(f"  {'KL':>6} {'proxy':>8} {'gold':>8} {'± se':>7}")
-    for kl, proxy, gold, se in zip(points.pressure, points.proxy, points.gold, result["gold_se"] or [],
-                                   strict=False):
-        print(f"  {kl:6.3f} {proxy:8.3f} {gold:8.3f} {se:7.3f}")
+    print(f"  {'KL':>6} {'proxy':>8} {'gold':>8} {'± se':>7} {'words':>6}")
+    for kl, proxy, gold, se, words in zip(points.pressure, points.proxy, points.gold, result["gold_se"] or [],
+                                          result["words"] or [], strict=False):
+        print(f"  {kl:6.3f} {proxy:8.3f} {gold:8.3f} {se:7.3f} {words:6.1f}")
     fit = result["fit"]
     if fit:
         peak = "none (β ≤ 0)" if fit.get("peak_kl") is None else f"KL {fit['peak_kl']:.3g}"
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     assets.set_defaults(handler=_assets)
 
     bestofn = commands.add_parser("bestofn", help="a best-of-n study on a real policy, end to end")
-    bestofn.add_argument("--task", default="sentiment", help="task (default sentiment)")
+    bestofn.add_argument("--task", default="sentiment", help="sentiment (default) or short-review")
     bestofn.add_argument("--proxy", default="vader",
                          help="proxy: vader, afinn, or learned (a Bradley–Terry reward model; default vader)")
     bestofn.add_argument("--proxy-pairs", type=int, default=256,
@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="offline asset name, a local folder, or a Hub name online")
     bestofn.add_argument("--prompts", type=int, default=16)
     bestofn.add_argument("--pool", type=int, default=64, help="samples per prompt")
-    bestofn.add_argument("--max-new-tokens", type=int, default=32)
+    bestofn.add_argument("--max-new-tokens", type=int, default=0,
+                         help="response length cap in tokens (default: the task's own, 32 or 96)")
     bestofn.add_argument("--device", default="auto",
                          help="where the policy samples: auto (CUDA when available), cpu or cuda")
     bestofn.add_argument("--seed", type=int, default=0)

@@ -74,6 +74,27 @@ def test_lexicon_proxies_are_exploitable_by_word_stuffing() -> None:
         make_proxy("bleu")
 
 
+def test_a_proxy_that_reads_the_response_only_ignores_the_instruction() -> None:
+    instruction = "Write a positive review: great, wonderful, love."
+    for name in ("vader", "afinn"):
+        reads_both, reads_response = make_proxy(name), make_proxy(name, reads_prompt=False)
+        assert reads_response.version != reads_both.version  # cached scores of one are not served for the other
+        answer = [" It was fine."]
+        assert reads_response.score([instruction], answer)[0] == reads_response.score([""], answer)[0]
+        assert reads_both.score([instruction], answer)[0] > reads_response.score([instruction], answer)[0]
+    # AFINN sums: the same praise said at greater length scores higher, which is what the short-review task exploits
+    afinn = make_proxy("afinn", reads_prompt=False)
+    assert afinn.score(["", ""], ["Good food.", "Good food. Good rooms. Good staff."]).tolist() == [3.0, 9.0]
+
+
+def test_a_chat_task_needs_a_policy_with_a_chat_template(policy: tuple[Any, Any]) -> None:
+    from goodhartlab.text.tasks import SentimentTask, ShortReviewTask, policy_prompts
+
+    assert policy_prompts(SentimentTask(), ["The room"], policy[1]) == ["The room"]
+    with pytest.raises(ValueError, match="tokenizer has none; use an instruction-tuned policy"):
+        policy_prompts(ShortReviewTask(), ["Write a review"], policy[1])  # the tiny policy has no chat template
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("task", "poetry", "unknown task 'poetry'"), ("proxy", "bleu", "unknown proxy 'bleu'"),
     ("pool", 1, "pool >= 2"), ("device", "tpu", "device must be one of auto, cpu, cuda")])
@@ -112,6 +133,26 @@ def test_bestofn_end_to_end_on_smollm2(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["bestofn", "--policy", str(tmp_path / "no-model"), "--prompts", "2", "--pool", "4",
                  "--out", str(tmp_path)]) == 2
     assert "cannot load policy" in capsys.readouterr().err
+
+
+@pytest.mark.assets
+def test_short_review_study_on_smollm2_asks_in_the_chat_template_and_reports_words(tmp_path: Path) -> None:
+    from goodhartlab.text.bestofn import bestofn_study
+    from goodhartlab.text.models import load_tokenizer
+    from goodhartlab.text.tasks import ShortReviewTask, policy_prompts
+
+    task = ShortReviewTask()
+    prompt = policy_prompts(task, task.prompts(1), load_tokenizer())[0]
+    assert prompt.startswith("<|im_start|>system") and prompt.endswith("<|im_start|>assistant\n")
+    assert "in at most 30 words" in prompt
+    result = bestofn_study({"task": "short-review", "proxy": "afinn", "prompts": 2, "pool": 8}, 0)
+    summary = result.summary
+    assert summary["config"]["max_new_tokens"] == 96  # the task's own length, room to break the limit
+    assert summary["proxy_scorer"] == "afinn 165, response only"
+    assert "within 30 words" in summary["gold_scorer"]
+    assert summary["example"]["prompt"] == prompt
+    words = summary["words"]
+    assert len(words) == 4 and all(w > 0 for w in words)
 
 
 @pytest.mark.assets

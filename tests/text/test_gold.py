@@ -56,3 +56,25 @@ def test_fluency_factor_spares_prose_and_sinks_repetition() -> None:
     assert distinct_bigram_fraction(" The staff were friendly and the room was clean.") == 1.0
     assert distinct_bigram_fraction(" love love love love love love") == pytest.approx(0.2)
     assert distinct_bigram_fraction(" great") == 1.0  # too short to repeat a bigram
+
+
+def test_word_limit_factor_keeps_the_share_of_a_review_that_fits() -> None:
+    from goodhartlab.text.gold import word_limit_factor
+
+    assert word_limit_factor("one two three", 3) == 1.0
+    assert word_limit_factor(" ".join(["word"] * 60), 30) == pytest.approx(0.5)
+    assert word_limit_factor("", 30) == 1.0
+
+
+@pytest.mark.assets
+def test_short_review_gold_reads_the_answer_and_charges_for_words_past_the_limit() -> None:
+    from goodhartlab.text.tasks import ShortReviewTask
+
+    gold = ShortReviewTask(word_limit=10).gold()
+    instruction = "Write a negative review: awful, terrible, dirty, rude."  # the gold must not read this
+    short = "A lovely hotel: clean rooms and friendly staff."
+    padded = short + " The breakfast was fresh, the beds soft, the view of the harbour wonderful."
+    within, beyond = gold.score([instruction] * 2, [short, padded])
+    assert within > 0.5
+    assert beyond < within * 10 / len(padded.split()) + 0.05  # as positive as the short one, at most, times 10/24
+    assert "response only" in gold.version and "within 10 words" in gold.version

@@ -37,7 +37,7 @@ class BestOfNConfig:
     policy: str = "smollm2-135m-instruct"
     prompts: int = 16
     pool: int = 64
-    max_new_tokens: int = 32
+    max_new_tokens: int = 0  # 0: the task's own (32 tokens for sentiment, 96 for short-review)
     temperature: float = 1.0
     batch_size: int = 128
     sample_dtype: str = "bfloat16"  # the policy copy that samples and gives the learned proxy its features
@@ -48,10 +48,12 @@ class BestOfNConfig:
 
     def __post_init__(self) -> None:
         from goodhartlab.text.scorers import PROXIES
-        from goodhartlab.text.tasks import TASKS
+        from goodhartlab.text.tasks import make_task
 
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        task = make_task(self.task)
+        if self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 1, or 0 for the task's own, got {self.max_new_tokens}")
+        self.max_new_tokens = self.max_new_tokens or task.max_new_tokens
         if self.proxy not in (*PROXIES, LEARNED):
             raise ValueError(f"unknown proxy {self.proxy!r}; known: {', '.join((*PROXIES, LEARNED))}")
         if self.prompts < 1 or self.pool < 2:
@@ -92,6 +94,7 @@ class PoolSampler:
     def __init__(self, cfg: BestOfNConfig) -> None:
         self.cfg = cfg
         self._policy: tuple[Any, Any] | None = None
+        self._tokenizer: Any = None
         self._sampler: Any = None
 
     @property
@@ -102,6 +105,17 @@ class PoolSampler:
 
             self._policy = load_policy(self.cfg.policy)
         return self._policy
+
+    @property
+    def tokenizer(self) -> Any:
+        """The policy's tokenizer, without loading its weights when they are not needed."""
+        if self._policy is not None:
+            return self._policy[1]
+        if self._tokenizer is None:
+            from goodhartlab.text.models import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.cfg.policy)
+        return self._tokenizer
 
     @property
     def sampling_model(self) -> Any:
@@ -215,11 +229,15 @@ def _learned_proxy_scores(cfg: BestOfNConfig, sampler: PoolSampler, prompts: lis
     return scores, f"bradley-terry on policy features ({cfg.proxy_pairs} pairs)"
 
 
-def _prompts(cfg: BestOfNConfig, task: Any, seed: int) -> tuple[list[str], list[str]]:
-    """(evaluated prompts, the learned proxy's training prompts): disjoint, and the evaluated ones the
-    same whatever the proxy, so every variant of a study scores the same pool."""
+def _prompts(cfg: BestOfNConfig, task: Any, sampler: PoolSampler, seed: int) -> tuple[list[str], list[str]]:
+    """(evaluated prompts, the learned proxy's training prompts) as the policy reads them: disjoint,
+    and the evaluated ones the same whatever the proxy, so every variant of a study scores the same pool."""
+    from goodhartlab.text.tasks import policy_prompts
+
     train_count = cfg.train_prompts if cfg.proxy == LEARNED else 0
     prompts = task.prompts(cfg.prompts + train_count, seed=seed)
+    if task.chat:
+        prompts = policy_prompts(task, prompts, sampler.tokenizer)
     return prompts[:cfg.prompts], prompts[cfg.prompts:]
 
 
@@ -231,7 +249,7 @@ def warm_cache(config: dict[str, Any], seed: int) -> None:
     cfg = parse_config(BestOfNConfig, config)
     task = make_task(cfg.task)
     sampler = PoolSampler(cfg)
-    prompts, train_prompts = _prompts(cfg, task, seed)
+    prompts, train_prompts = _prompts(cfg, task, sampler, seed)
     sampler.scores(task.gold(), prompts, cfg.pool, seed)
     if cfg.proxy == LEARNED:
         sampler.features(prompts, cfg.pool, seed)
@@ -248,7 +266,7 @@ def bestofn_study(config: dict[str, Any], seed: int) -> RunResult:
     task = make_task(cfg.task)
     gold = task.gold()
     sampler = PoolSampler(cfg)
-    prompts, train_prompts = _prompts(cfg, task, seed)
+    prompts, train_prompts = _prompts(cfg, task, sampler, seed)
     pools = sampler.pools(prompts, cfg.pool, seed)
     if cfg.proxy == LEARNED:
         proxy_scores, proxy_name = _learned_proxy_scores(cfg, sampler, prompts, train_prompts, gold, seed)
@@ -258,9 +276,12 @@ def bestofn_study(config: dict[str, Any], seed: int) -> RunResult:
         proxy_name = f"{proxy.name} {proxy.version}"
     gold_scores = sampler.scores(gold, prompts, cfg.pool, seed)
     curve = bestofn_curve(proxy_scores, gold_scores, cfg.ns())
+    # the same estimator over word counts: how long the proxy's pick is at each n
+    words = np.array([[len(response.split()) for response in responses] for responses in pools], dtype=np.float64)
     summary: dict[str, Any] = {"config": asdict(cfg), "proxy_scorer": proxy_name,
                                "gold_scorer": f"{gold.name} {gold.version}", "ns": curve.ns.tolist(),
-                               "gold_se": curve.gold_se.tolist(), "proxy_se": curve.proxy_se.tolist()}
+                               "gold_se": curve.gold_se.tolist(), "proxy_se": curve.proxy_se.tolist(),
+                               "words": bestofn_curve(proxy_scores, words, cfg.ns()).gold.tolist()}
     groups = np.repeat(np.arange(cfg.prompts), len(curve.ns))
     try:
         summary["fit"] = fit_law(np.tile(curve.kl, cfg.prompts), curve.gold_per_prompt.ravel(), "bon",

@@ -331,15 +331,15 @@ def direct_alignment_study(config: dict[str, Any], seed: int, *, task: PromptTas
     from trl import DPOConfig, DPOTrainer
 
     from goodhartlab.text.models import load_policy
-    from goodhartlab.text.tasks import make_task
+    from goodhartlab.text.tasks import make_task, policy_prompts
 
     cfg = parse_config(DirectAlignmentConfig, config)
     source = task if task is not None else make_task(cfg.task)
     proxy = proxy if proxy is not None else source.proxy(cfg.proxy)
     gold = gold if gold is not None else source.gold()
-    prompts = source.prompts(cfg.pairs + cfg.eval_prompts, seed=seed)
-    train_prompts, eval_prompts = prompts[: cfg.pairs], prompts[cfg.pairs:]
     model, tokenizer = load_policy(cfg.policy)
+    prompts = policy_prompts(source, source.prompts(cfg.pairs + cfg.eval_prompts, seed=seed), tokenizer)
+    train_prompts, eval_prompts = prompts[: cfg.pairs], prompts[cfg.pairs:]
     reference = copy.deepcopy(model).eval()
     reference.requires_grad_(False)
 

@@ -78,30 +78,48 @@ def distinct_bigram_fraction(text: str) -> float:
     return len(set(bigrams)) / len(bigrams) if len(bigrams) >= 2 else 1.0
 
 
+def word_limit_factor(text: str, limit: int) -> float:
+    """1 for a text within `limit` words, else limit / words: the share of it the reader asked for."""
+    words = len(text.split())
+    return 1.0 if words <= limit else limit / words
+
+
 class SentimentGold:
-    """Gold scorer: P(positive) of prompt + response under the shipped MultiEmo head, times the
-    response's distinct-bigram fraction when `fluency` is on.
+    """Gold scorer: P(positive) under the shipped MultiEmo head, times the response's distinct-bigram
+    fraction when `fluency` is on, and times `word_limit_factor` when a `word_limit` is set.
 
     The head alone is a bag of meanings: "love love love love" reads as a glowing review. The
     fluency factor leaves ordinary text alone (median 1.0, 5th percentile 0.93 over SmolLM2
-    samples) and sends the degenerate repetition that RL against a lexicon ends in toward 0."""
+    samples) and sends the degenerate repetition that RL against a lexicon ends in toward 0.
+    `reads_prompt` decides whether the head sees prompt + response (a continuation) or the
+    response alone (an answer to an instruction, whose words are not the review's)."""
 
     name = "multiemo-minilm-logreg"
 
-    def __init__(self, encoder: Any | None = None, head: LogisticHead | None = None, *, fluency: bool = True) -> None:
+    def __init__(self, encoder: Any | None = None, head: LogisticHead | None = None, *, fluency: bool = True,
+                 reads_prompt: bool = True, word_limit: int | None = None) -> None:
         from goodhartlab.text.models import SentenceEncoder
 
+        if word_limit is not None and word_limit < 1:
+            raise ValueError(f"word_limit must be a positive number of words, got {word_limit}")
         self.encoder = encoder or SentenceEncoder()
         self.head = head or load_head()
-        self.fluency = fluency
+        self.fluency, self.reads_prompt, self.word_limit = fluency, reads_prompt, word_limit
         # the head's digest is part of the version, so scores cached under it go stale when it is retrained
         head_digest = hashlib.sha256(self.head.to_json().encode()).hexdigest()[:8]
-        self.version = f"{'2 (x distinct bigrams)' if fluency else '1'}, head {head_digest}"
+        terms = ["2 (x distinct bigrams)" if fluency else "1"]
+        if not reads_prompt:
+            terms.append("response only")
+        if word_limit is not None:
+            terms.append(f"x within {word_limit} words")
+        self.version = f"{', '.join(terms)}, head {head_digest}"
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         check_pairs(prompts, responses)
-        texts = [p + r for p, r in zip(prompts, responses, strict=True)]
-        positive = self.head.probability(self.encoder.encode(texts).astype(np.float64))
-        if not self.fluency:
-            return positive
-        return positive * np.array([distinct_bigram_fraction(r) for r in responses])
+        texts = [p + r for p, r in zip(prompts, responses, strict=True)] if self.reads_prompt else list(responses)
+        score = self.head.probability(self.encoder.encode(texts).astype(np.float64))
+        if self.fluency:
+            score = score * np.array([distinct_bigram_fraction(r) for r in responses])
+        if self.word_limit is not None:
+            score = score * np.array([word_limit_factor(r, self.word_limit) for r in responses])
+        return score

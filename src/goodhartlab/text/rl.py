@@ -96,8 +96,13 @@ def rl_study(config: dict[str, Any], seed: int) -> RunResult:
     """A runner task: RL on the task's prompts against its proxy, with gold, KL and the RL-form law."""
     cfg = parse_config(RLConfig, config)
     task = make_rl_task(cfg.task)
-    return train_rl(cfg, seed, prompts=task.prompts(cfg.prompts, seed=seed), proxy=task.proxy(cfg.proxy),
-                    gold=task.gold())
+    prompts = task.prompts(cfg.prompts, seed=seed)
+    if getattr(task, "chat", False):
+        from goodhartlab.text.models import load_tokenizer
+        from goodhartlab.text.tasks import policy_prompts
+
+        prompts = policy_prompts(task, prompts, load_tokenizer(cfg.policy))
+    return train_rl(cfg, seed, prompts=prompts, proxy=task.proxy(cfg.proxy), gold=task.gold())
 
 
 def train_rl(cfg: RLConfig, seed: int, *, prompts: list[str], proxy: Scorer, gold: Scorer) -> RunResult:

@@ -24,44 +24,60 @@ def check_pairs(prompts: list[str], responses: list[str]) -> None:
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
 
 
-class VaderProxy:
-    """VADER's compound sentiment (-1..1) of the response (Hutto & Gilbert 2014, vaderSentiment 3.3.2)."""
+class _LexiconProxy:
+    """A lexicon read over prompt + response (a continuation), or over the response alone (an answer
+    to an instruction, whose own words would otherwise count toward every answer)."""
+
+    name: str
+    base_version: str
+
+    def __init__(self, *, reads_prompt: bool = True) -> None:
+        self.reads_prompt = reads_prompt
+        self.version = self.base_version if reads_prompt else f"{self.base_version}, response only"
+
+    def texts(self, prompts: list[str], responses: list[str]) -> list[str]:
+        check_pairs(prompts, responses)
+        return [p + r for p, r in zip(prompts, responses, strict=True)] if self.reads_prompt else list(responses)
+
+
+class VaderProxy(_LexiconProxy):
+    """VADER's compound sentiment (-1..1) of the text (Hutto & Gilbert 2014, vaderSentiment 3.3.2)."""
 
     name = "vader"
-    version = "3.3.2"
+    base_version = "3.3.2"
 
-    def __init__(self) -> None:
+    def __init__(self, *, reads_prompt: bool = True) -> None:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+        super().__init__(reads_prompt=reads_prompt)
         self._analyzer = SentimentIntensityAnalyzer()
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        check_pairs(prompts, responses)
-        return np.array([self._analyzer.polarity_scores(p + r)["compound"] for p, r in zip(prompts, responses,
-                                                                                            strict=True)])
+        return np.array([self._analyzer.polarity_scores(text)["compound"] for text in self.texts(prompts, responses)])
 
 
-class AfinnProxy:
-    """AFINN-165 word valences summed over the text (Nielsen 2011)."""
+class AfinnProxy(_LexiconProxy):
+    """AFINN-165 word valences summed over the text (Nielsen 2011): a sum, so a longer text of the
+    same tone scores higher."""
 
     name = "afinn"
-    version = "165"
+    base_version = "165"
 
-    def __init__(self) -> None:
+    def __init__(self, *, reads_prompt: bool = True) -> None:
         from afinn import Afinn
 
+        super().__init__(reads_prompt=reads_prompt)
         self._afinn = Afinn()
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        check_pairs(prompts, responses)
-        return np.array([self._afinn.score(p + r) for p, r in zip(prompts, responses, strict=True)], dtype=float)
+        return np.array([self._afinn.score(text) for text in self.texts(prompts, responses)], dtype=float)
 
 
 PROXIES: dict[str, type[VaderProxy] | type[AfinnProxy]] = {"vader": VaderProxy, "afinn": AfinnProxy}
 
 
-def make_proxy(name: str) -> Scorer:
+def make_proxy(name: str, *, reads_prompt: bool = True) -> Scorer:
     if name not in PROXIES:
         raise ValueError(f"unknown proxy {name!r}; known: {', '.join(PROXIES)}")
-    scorer: Scorer = PROXIES[name]()
+    scorer: Scorer = PROXIES[name](reads_prompt=reads_prompt)
     return scorer
