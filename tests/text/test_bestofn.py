@@ -158,7 +158,7 @@ def test_short_review_study_on_smollm2_asks_in_the_chat_template_and_reports_wor
 @pytest.mark.assets
 def test_learned_proxy_study_on_smollm2_caches_what_it_sampled(monkeypatch: pytest.MonkeyPatch) -> None:
     from goodhartlab.text.assets import cache_dir
-    from goodhartlab.text.bestofn import bestofn_study
+    from goodhartlab.text.bestofn import bestofn_study, learned_proxy_draws
 
     config = {"proxy": "learned", "prompts": 2, "pool": 4, "max_new_tokens": 8, "train_prompts": 2,
               "train_pool": 4, "proxy_pairs": 12}
@@ -174,6 +174,10 @@ def test_learned_proxy_study_on_smollm2_caches_what_it_sampled(monkeypatch: pyte
     monkeypatch.setattr("goodhartlab.text.models.load_policy", lambda *a, **k: pytest.fail("sampled again"))
     monkeypatch.setattr("goodhartlab.text.gold.SentimentGold.score", lambda *a, **k: pytest.fail("scored again"))
     assert bestofn_study(config, 0).curves["best-of-n"] == points
+    # refits on other draws of pairs read the same caches; pair seed 0 is the study's own draw
+    draws = learned_proxy_draws(config, 0, 3)
+    assert draws["gold"].shape == draws["words"].shape == (3, 3)
+    np.testing.assert_allclose(draws["gold"][0], points.gold)
     with pytest.raises(ValueError, match="proxy_pairs must be between 1 and"):
         bestofn_study({**config, "proxy_pairs": 13}, 0)
 

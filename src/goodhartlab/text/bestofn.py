@@ -198,6 +198,12 @@ def _flatten(prompts: list[str], pools: list[list[str]]) -> tuple[list[str], lis
     return [p for p, responses in zip(prompts, pools, strict=True) for _ in responses], [r for rs in pools for r in rs]
 
 
+def _word_counts(pools: list[list[str]]) -> np.ndarray:
+    """Words of each response, (prompts, pool): run through the best-of-n estimator like a score, they
+    give the expected length of the proxy's pick at each n."""
+    return np.array([[len(response.split()) for response in responses] for responses in pools], dtype=np.float64)
+
+
 def _policy_identity(policy: str) -> str:
     """A policy's name, and for a local folder the time its files last changed: a model retrained into
     the same folder must not be served the old model's pools."""
@@ -214,17 +220,20 @@ def _copy_as(model: Any, dtype: Any) -> Any:
 
 
 def _learned_proxy_scores(cfg: BestOfNConfig, sampler: PoolSampler, prompts: list[str], train_prompts: list[str],
-                          gold: Any, seed: int) -> tuple[np.ndarray, str]:
+                          gold: Any, seed: int, *, pair_seed: int | None = None) -> tuple[np.ndarray, str]:
     """Scores of the evaluated pool under a Bradley–Terry proxy trained on gold-labelled pairs of
     responses to `train_prompts`, and the proxy's name. Features come from the pool cache, so a sweep
-    over the number of pairs encodes each response once."""
+    over the number of pairs encodes each response once. The pairs are drawn with `pair_seed`,
+    the study's seed unless given."""
     from goodhartlab.text.learned import comparison_pairs, fit_bradley_terry
 
     train_gold = sampler.scores(gold, train_prompts, cfg.train_pool, seed + 1)
-    pairs = comparison_pairs(len(train_prompts), cfg.train_pool, cfg.proxy_pairs, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed if pair_seed is None else pair_seed)
+    pairs = comparison_pairs(len(train_prompts), cfg.train_pool, cfg.proxy_pairs, rng)
     weights, mean, scale = fit_bradley_terry(sampler.features(train_prompts, cfg.train_pool, seed + 1), train_gold,
                                              pairs)
-    _say(f"trained the Bradley–Terry proxy on {cfg.proxy_pairs} gold-labelled pairs")
+    if pair_seed is None:
+        _say(f"trained the Bradley–Terry proxy on {cfg.proxy_pairs} gold-labelled pairs")
     scores = ((sampler.features(prompts, cfg.pool, seed) - mean) / scale) @ weights
     return scores, f"bradley-terry on policy features ({cfg.proxy_pairs} pairs)"
 
@@ -276,12 +285,10 @@ def bestofn_study(config: dict[str, Any], seed: int) -> RunResult:
         proxy_name = f"{proxy.name} {proxy.version}"
     gold_scores = sampler.scores(gold, prompts, cfg.pool, seed)
     curve = bestofn_curve(proxy_scores, gold_scores, cfg.ns())
-    # the same estimator over word counts: how long the proxy's pick is at each n
-    words = np.array([[len(response.split()) for response in responses] for responses in pools], dtype=np.float64)
     summary: dict[str, Any] = {"config": asdict(cfg), "proxy_scorer": proxy_name,
                                "gold_scorer": f"{gold.name} {gold.version}", "ns": curve.ns.tolist(),
                                "gold_se": curve.gold_se.tolist(), "proxy_se": curve.proxy_se.tolist(),
-                               "words": bestofn_curve(proxy_scores, words, cfg.ns()).gold.tolist()}
+                               "words": bestofn_curve(proxy_scores, _word_counts(pools), cfg.ns()).gold.tolist()}
     groups = np.repeat(np.arange(cfg.prompts), len(curve.ns))
     try:
         summary["fit"] = fit_law(np.tile(curve.kl, cfg.prompts), curve.gold_per_prompt.ravel(), "bon",
@@ -292,3 +299,30 @@ def bestofn_study(config: dict[str, Any], seed: int) -> RunResult:
     summary["example"] = {"prompt": prompts[0], "best_of_pool_by_proxy": pools[0][best]}
     return RunResult({"best-of-n": CurvePoints(curve.kl.tolist(), curve.proxy.tolist(), curve.gold.tolist(), "kl")},
                      summary)
+
+
+def learned_proxy_draws(config: dict[str, Any], seed: int, draws: int) -> dict[str, Any]:
+    """A learned-proxy study refitted on `draws` independent draws of its training pairs (pair seeds
+    0 .. draws - 1; draw `seed` is the study's own), on the same cached pools and features.
+
+    One draw of a few hundred pairs is a noisy proxy: which features it keys on, and so whether its
+    curve falls, changes from draw to draw. Returns the ns and, per draw, gold and the words of the
+    proxy's pick at each n (arrays of shape (draws, len(ns)))."""
+    from goodhartlab.measure.bestofn import bestofn_curve
+    from goodhartlab.text.tasks import make_task
+
+    cfg = parse_config(BestOfNConfig, {**config, "proxy": LEARNED})
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    task = make_task(cfg.task)
+    gold = task.gold()
+    sampler = PoolSampler(cfg)
+    prompts, train_prompts = _prompts(cfg, task, sampler, seed)
+    gold_scores = sampler.scores(gold, prompts, cfg.pool, seed)
+    words = _word_counts(sampler.pools(prompts, cfg.pool, seed))
+    gold_curves, word_curves = [], []
+    for draw in range(draws):
+        scores, _ = _learned_proxy_scores(cfg, sampler, prompts, train_prompts, gold, seed, pair_seed=draw)
+        gold_curves.append(bestofn_curve(scores, gold_scores, cfg.ns()).gold)
+        word_curves.append(bestofn_curve(scores, words, cfg.ns()).gold)
+    return {"ns": cfg.ns(), "gold": np.array(gold_curves), "words": np.array(word_curves)}

@@ -1,0 +1,37 @@
+"""The learned-proxy table of docs/text.md: each pair count refitted on many draws of its pairs.
+
+python scripts/learned_proxy_draws.py [--task short-review] [--pool 256] [--draws 30]
+
+Reuses the pools and features that `goodhartlab run examples/text-short-review.yaml` cached (or
+samples them first). Prints, per number of pairs, gold at the peak n of the mean curve and at the
+largest n, the fall between them, the spread of gold at the largest n over draws, and the words
+of the proxy's pick there.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from goodhartlab.text.bestofn import learned_proxy_draws
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--task", default="short-review")
+parser.add_argument("--prompts", type=int, default=16)
+parser.add_argument("--pool", type=int, default=256)
+parser.add_argument("--draws", type=int, default=30)
+parser.add_argument("--pairs", default="16,64,256,1024,4096", help="comma-separated pair counts")
+args = parser.parse_args()
+
+print(f"{args.task}: {args.prompts} prompts x pool {args.pool}, {args.draws} draws of pairs per count")
+print("| pairs | peak n | gold at the peak | gold at the largest n | fall | SD over draws | words |")
+print("|---|---|---|---|---|---|---|")
+for pairs in (int(count) for count in args.pairs.split(",")):
+    draws = learned_proxy_draws({"task": args.task, "prompts": args.prompts, "pool": args.pool,
+                                 "proxy_pairs": pairs}, 0, args.draws)
+    gold = draws["gold"].mean(axis=0)
+    peak = int(np.argmax(gold))
+    spread = draws["gold"][:, -1].std(ddof=1) if args.draws > 1 else float("nan")
+    print(f"| {pairs:,} | {draws['ns'][peak]} | {gold[peak]:.3f} | {gold[-1]:.3f} | {gold[peak] - gold[-1]:.3f} "
+          f"| {spread:.3f} | {draws['words'][:, -1].mean():.1f} |", flush=True)
