@@ -220,22 +220,32 @@ def _copy_as(model: Any, dtype: Any) -> Any:
 
 
 def _learned_proxy_scores(cfg: BestOfNConfig, sampler: PoolSampler, prompts: list[str], train_prompts: list[str],
-                          gold: Any, seed: int, *, pair_seed: int | None = None) -> tuple[np.ndarray, str]:
+                          gold: Any, seed: int) -> tuple[np.ndarray, str]:
     """Scores of the evaluated pool under a Bradley–Terry proxy trained on gold-labelled pairs of
     responses to `train_prompts`, and the proxy's name. Features come from the pool cache, so a sweep
-    over the number of pairs encodes each response once. The pairs are drawn with `pair_seed`,
-    the study's seed unless given."""
+    over the number of pairs encodes each response once."""
+    scores = _fit_and_score(cfg, *_learned_proxy_inputs(cfg, sampler, prompts, train_prompts, gold, seed),
+                            np.random.default_rng(seed))
+    _say(f"trained the Bradley–Terry proxy on {cfg.proxy_pairs} gold-labelled pairs")
+    return scores, f"bradley-terry on policy features ({cfg.proxy_pairs} pairs)"
+
+
+def _learned_proxy_inputs(cfg: BestOfNConfig, sampler: PoolSampler, prompts: list[str], train_prompts: list[str],
+                          gold: Any, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features of the evaluated pool, features of the training pool, gold of the training pool)."""
+    return (sampler.features(prompts, cfg.pool, seed), sampler.features(train_prompts, cfg.train_pool, seed + 1),
+            sampler.scores(gold, train_prompts, cfg.train_pool, seed + 1))
+
+
+def _fit_and_score(cfg: BestOfNConfig, features: np.ndarray, train_features: np.ndarray, train_gold: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Draw `cfg.proxy_pairs` comparisons with `rng`, fit the Bradley–Terry head on them, score `features`."""
     from goodhartlab.text.learned import comparison_pairs, fit_bradley_terry
 
-    train_gold = sampler.scores(gold, train_prompts, cfg.train_pool, seed + 1)
-    rng = np.random.default_rng(seed if pair_seed is None else pair_seed)
-    pairs = comparison_pairs(len(train_prompts), cfg.train_pool, cfg.proxy_pairs, rng)
-    weights, mean, scale = fit_bradley_terry(sampler.features(train_prompts, cfg.train_pool, seed + 1), train_gold,
-                                             pairs)
-    if pair_seed is None:
-        _say(f"trained the Bradley–Terry proxy on {cfg.proxy_pairs} gold-labelled pairs")
-    scores = ((sampler.features(prompts, cfg.pool, seed) - mean) / scale) @ weights
-    return scores, f"bradley-terry on policy features ({cfg.proxy_pairs} pairs)"
+    pairs = comparison_pairs(len(train_gold), cfg.train_pool, cfg.proxy_pairs, rng)
+    weights, mean, scale = fit_bradley_terry(train_features, train_gold, pairs)
+    scores: np.ndarray = ((features - mean) / scale) @ weights
+    return scores
 
 
 def _prompts(cfg: BestOfNConfig, task: Any, sampler: PoolSampler, seed: int) -> tuple[list[str], list[str]]:
@@ -320,9 +330,10 @@ def learned_proxy_draws(config: dict[str, Any], seed: int, draws: int) -> dict[s
     prompts, train_prompts = _prompts(cfg, task, sampler, seed)
     gold_scores = sampler.scores(gold, prompts, cfg.pool, seed)
     words = _word_counts(sampler.pools(prompts, cfg.pool, seed))
+    inputs = _learned_proxy_inputs(cfg, sampler, prompts, train_prompts, gold, seed)  # read once for all draws
     gold_curves, word_curves = [], []
     for draw in range(draws):
-        scores, _ = _learned_proxy_scores(cfg, sampler, prompts, train_prompts, gold, seed, pair_seed=draw)
+        scores = _fit_and_score(cfg, *inputs, np.random.default_rng(draw))
         gold_curves.append(bestofn_curve(scores, gold_scores, cfg.ns()).gold)
         word_curves.append(bestofn_curve(scores, words, cfg.ns()).gold)
     return {"ns": cfg.ns(), "gold": np.array(gold_curves), "words": np.array(word_curves)}
