@@ -145,6 +145,7 @@ def _bestofn(args: argparse.Namespace) -> int:
     from goodhartlab.lab.runner import RunSpec, run_sweep
     from goodhartlab.lab.store import ResultsStore
     from goodhartlab.lab.studies import parse_config
+    from goodhartlab.measure.bestofn import PEAK_DROP_KEYS
     from goodhartlab.text.bestofn import BestOfNConfig
 
     config = asdict(parse_config(BestOfNConfig, {
@@ -167,7 +168,8 @@ def _bestofn(args: argparse.Namespace) -> int:
     report = build_report(store_path, out / "report.html")
     result: dict[str, Any] = {"kl": points.pressure, "proxy": points.proxy, "gold": points.gold,
               "gold_se": run.summary.get("gold_se"), "words": run.summary.get("words"), "fit": run.summary.get("fit"),
-              "fit_error": run.summary.get("fit_error"), "report": str(report)}
+              "fit_error": run.summary.get("fit_error"), "report": str(report),
+              **{key: run.summary.get(key) for key in PEAK_DROP_KEYS}}
     if args.json:
         print(json.dumps(result))
         return 0
@@ -176,6 +178,12 @@ def _bestofn(args: argparse.Namespace) -> int:
     for kl, proxy, gold, se, words in zip(points.pressure, points.proxy, points.gold, result["gold_se"] or [],
                                           result["words"] or [], strict=False):
         print(f"  {kl:6.3f} {proxy:8.3f} {gold:8.3f} {se:7.3f} {words:6.1f}")
+    if result["gold_peak_n"] == result["gold_drop_to_n"]:
+        print(f"  gold is highest at the largest n = {result['gold_peak_n']}: no fall to measure")
+    elif result["gold_drop"] is not None:
+        print(f"  gold peaks at n = {result['gold_peak_n']} and falls {result['gold_drop']:.3f} by n = "
+              f"{result['gold_drop_to_n']} (95% interval over prompts {result['gold_drop_low']:.3f} to "
+              f"{result['gold_drop_high']:.3f}; {result['prompts_falling']} of {args.prompts} prompts fall)")
     fit = result["fit"]
     if fit:
         peak = "none (β ≤ 0)" if fit.get("peak_kl") is None else f"KL {fit['peak_kl']:.3g}"

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy.special import comb
 
-from goodhartlab.measure.bestofn import bestofn_curve, bestofn_ragged, bestofn_weights
+from goodhartlab.measure.bestofn import BestOfNCurve, bestofn_curve, bestofn_ragged, bestofn_weights, peak_drop
+from goodhartlab.measure.kl import kl_bestofn
 from goodhartlab.measure.synthetic import goodhart_pool
 
 
@@ -93,3 +94,40 @@ def test_bad_input_names_the_problem():
         bestofn_curve(np.zeros((2, 3)), bad, [1])
     with pytest.raises(ValueError, match="shape"):
         bestofn_curve(np.zeros((2, 3)), np.zeros((2, 4)), [1])
+
+
+def _curve(gold_per_prompt: np.ndarray) -> BestOfNCurve:
+    ns = np.array([1, 2, 4, 8][:gold_per_prompt.shape[1]])
+    return BestOfNCurve(ns=ns, kl=np.atleast_1d(kl_bestofn(ns)), proxy_per_prompt=np.zeros_like(gold_per_prompt),
+                        gold_per_prompt=gold_per_prompt)
+
+
+def test_peak_drop_is_paired_over_prompts():
+    # Prompts sit at very different levels, but every one of them falls by 0.1 after n = 2: pairing
+    # cancels the levels, so the interval is tight around 0.1 and every prompt counts as falling.
+    rng = np.random.default_rng(0)
+    levels = rng.uniform(0, 5, size=(20, 1))
+    shape = np.array([0.0, 0.3, 0.25, 0.2])
+    drop = peak_drop(_curve(levels + shape + rng.normal(0, 0.01, size=(20, 4))))
+    assert (drop.peak_n, drop.last_n, drop.prompts_falling) == (2, 8, 20)
+    assert drop.drop == pytest.approx(0.1, abs=0.01)
+    assert 0.09 < drop.interval[0] < 0.1 < drop.interval[1] < 0.11
+
+
+def test_peak_drop_interval_covers_zero_when_only_some_prompts_fall():
+    shape = np.array([[0.0, 0.5, 0.5, 0.1], [0.0, 0.5, 0.5, 0.9], [0.0, 0.5, 0.5, 0.2], [0.0, 0.5, 0.5, 0.8]])
+    drop = peak_drop(_curve(shape))
+    assert drop.prompts_falling == 2
+    assert drop.interval[0] < 0 < drop.interval[1]
+    assert drop == peak_drop(_curve(shape)), "the same seed gives the same interval"
+
+
+def test_no_drop_when_gold_peaks_at_the_largest_n():
+    drop = peak_drop(_curve(np.array([[0.1, 0.2, 0.3], [0.2, 0.3, 0.5]])))
+    assert (drop.peak_n, drop.drop, drop.interval, drop.prompts_falling) == (4, 0.0, (0.0, 0.0), 0)
+    assert drop.to_dict()["gold_peak_n"] == 4
+
+
+def test_peak_drop_refuses_a_bad_confidence():
+    with pytest.raises(ValueError, match="confidence"):
+        peak_drop(_curve(np.ones((2, 3))), confidence=1.0)

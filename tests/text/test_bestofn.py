@@ -129,6 +129,10 @@ def test_bestofn_end_to_end_on_smollm2(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(result["kl"]) == 4 and result["kl"][0] == 0.0
     assert np.all(np.diff(result["proxy"]) >= -1e-12)  # best-of-n on the proxy never lowers expected proxy
     assert all(0.0 <= g <= 1.0 for g in result["gold"])
+    peak = int(np.argmax(result["gold"]))
+    assert result["gold_peak_n"] == [1, 2, 4, 8][peak] and result["gold_drop_to_n"] == 8
+    assert result["gold_drop"] == pytest.approx(result["gold"][peak] - result["gold"][-1], abs=1e-9)
+    assert result["gold_drop_low"] <= result["gold_drop"] <= result["gold_drop_high"]
     assert Path(result["report"]).exists()
     assert main(["bestofn", "--policy", str(tmp_path / "no-model"), "--prompts", "2", "--pool", "4",
                  "--out", str(tmp_path)]) == 2

@@ -3,7 +3,14 @@
 numpy and scipy only: fitting a user's log never needs a deep-learning stack.
 """
 
-from goodhartlab.measure.bestofn import BestOfNCurve, bestofn_curve, bestofn_ragged, bestofn_weights
+from goodhartlab.measure.bestofn import (
+    BestOfNCurve,
+    PeakDrop,
+    bestofn_curve,
+    bestofn_ragged,
+    bestofn_weights,
+    peak_drop,
+)
 from goodhartlab.measure.curve import Curve
 from goodhartlab.measure.kl import (
     empirical_distribution,
@@ -28,10 +35,10 @@ from goodhartlab.measure.stats import (
 from goodhartlab.measure.transitions import Onset, Peak, TransitionTest, detect_transition, find_onset, find_peak
 
 __all__ = [
-    "BestOfNCurve", "Curve", "FitError", "LawFit", "Onset", "Peak", "RunLog", "RunLogError",
+    "BestOfNCurve", "Curve", "FitError", "LawFit", "Onset", "Peak", "PeakDrop", "RunLog", "RunLogError",
     "TransitionTest", "auroc", "bestofn_curve", "bestofn_ragged", "bestofn_weights",
     "clopper_pearson_interval", "detect_transition", "empirical_distribution", "find_onset",
-    "find_peak", "fit_law", "kl_bestofn", "kl_bestofn_exact", "law_peak", "law_value",
+    "find_peak", "fit_law", "kl_bestofn", "kl_bestofn_exact", "law_peak", "law_value", "peak_drop",
     "prob_at_least_one", "rate_upper_bound", "read_run_log", "rule_of_three", "sequence_kl",
     "to_nats_per_sequence", "token_kl", "trials_needed", "trials_to_bound", "wilson_interval",
 ]

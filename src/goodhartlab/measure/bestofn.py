@@ -82,6 +82,50 @@ class BestOfNCurve:
         return self.proxy_per_prompt.std(axis=0, ddof=1) / np.sqrt(prompts)
 
 
+PEAK_DROP_KEYS = ("gold_peak_n", "gold_drop_to_n", "gold_drop", "gold_drop_low", "gold_drop_high",
+                  "prompts_falling")
+
+
+@dataclass(frozen=True)
+class PeakDrop:
+    """How far mean gold falls from its peak n to the largest n, paired prompt by prompt."""
+
+    peak_n: int
+    last_n: int
+    drop: float  # mean over prompts of gold at peak_n minus gold at last_n; 0 when the peak is last_n
+    interval: tuple[float, float]  # bootstrap over prompts
+    prompts_falling: int  # prompts whose own gold is lower at last_n than at peak_n
+    prompts: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        """Flat scalars, so a stored run's summary shows them in the report's table."""
+        values = (self.peak_n, self.last_n, self.drop, *self.interval, self.prompts_falling)
+        return dict(zip(PEAK_DROP_KEYS, values, strict=True))
+
+
+def peak_drop(curve: BestOfNCurve, *, confidence: float = 0.95, resamples: int = 2000,
+              seed: int = 0) -> PeakDrop:
+    """Is the fall after the gold peak real, or noise between prompts?
+
+    The drop is paired (each prompt against itself at the two n), so the spread between prompts'
+    levels cancels; the interval resamples prompts. The peak n is picked on these same prompts,
+    which makes the interval a little optimistic: read it beside the law fit's β interval.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    peak = int(np.argmax(curve.gold))
+    per_prompt = curve.gold_per_prompt[:, peak] - curve.gold_per_prompt[:, -1]
+    rng = np.random.default_rng(seed)
+    means = per_prompt[rng.integers(0, per_prompt.size, (resamples, per_prompt.size))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return PeakDrop(peak_n=int(curve.ns[peak]), last_n=int(curve.ns[-1]), drop=float(per_prompt.mean()),
+                    interval=(float(low), float(high)), prompts_falling=int((per_prompt > 0).sum()),
+                    prompts=int(per_prompt.size))
+
+
 def _average_tied_blocks(sorted_proxy: NDArray[np.float64], sorted_gold: NDArray[np.float64]) -> NDArray[np.float64]:
     starts = np.ones_like(sorted_proxy, dtype=bool)
     starts[:, 1:] = sorted_proxy[:, 1:] != sorted_proxy[:, :-1]

@@ -277,7 +277,7 @@ def warm_cache(config: dict[str, Any], seed: int) -> None:
 
 
 def bestofn_study(config: dict[str, Any], seed: int) -> RunResult:
-    from goodhartlab.measure.bestofn import bestofn_curve
+    from goodhartlab.measure.bestofn import bestofn_curve, peak_drop
     from goodhartlab.measure.scaling import FitError, fit_law
     from goodhartlab.text.tasks import make_task
 
@@ -299,6 +299,7 @@ def bestofn_study(config: dict[str, Any], seed: int) -> RunResult:
                                "gold_scorer": f"{gold.name} {gold.version}", "ns": curve.ns.tolist(),
                                "gold_se": curve.gold_se.tolist(), "proxy_se": curve.proxy_se.tolist(),
                                "words": bestofn_curve(proxy_scores, _word_counts(pools), cfg.ns()).gold.tolist()}
+    summary.update(peak_drop(curve, seed=seed).to_dict())
     groups = np.repeat(np.arange(cfg.prompts), len(curve.ns))
     try:
         summary["fit"] = fit_law(np.tile(curve.kl, cfg.prompts), curve.gold_per_prompt.ravel(), "bon",
