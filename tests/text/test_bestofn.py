@@ -225,3 +225,34 @@ def test_pool_scores_are_cached_under_the_scorers_name_and_version(tmp_path: Pat
     assert calls == [8, 8]  # a new version is a new cache entry
     sampler.scores(Counted(), prompts, 4, 1)
     assert calls == [8, 8, 8]  # and so is another pool
+
+
+def test_cached_pools_are_listed_and_cleared_with_what_was_derived_from_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from goodhartlab.text import assets
+    from goodhartlab.text.bestofn import PoolSampler, cached_pools, remove_cached_pools
+    from goodhartlab.text.tiny import ExclamationCount, tiny_policy
+
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    assert cached_pools() == []
+    sampler = PoolSampler(BestOfNConfig(policy=str(tiny_policy(tmp_path / "policy")), pool=4, max_new_tokens=6))
+    prompts = ["the hotel was", "the staff"]
+    sampler.scores(ExclamationCount(), prompts, 4, 0)  # a pool and its scores
+    sampler.pools(prompts, 4, 1)  # a pool alone
+    old, new = sorted(cached_pools(), key=lambda pool: len(pool.files), reverse=True)
+    assert len(old.files) == 2 and len(new.files) == 1
+    assert old.description == (f"2 prompts x 4 responses of up to 6 tokens, seed 0, {(tmp_path / 'policy').resolve()}"
+                               " in bfloat16")
+    month_ago = old.last_used - 30 * 86400
+    os.utime(old.files[0].with_suffix(".json"), (month_ago, month_ago))
+    assert main(["assets", "--clear-pools", "--unused-days", "7"]) == 0
+    assert "removed 1 sampled pools" in capsys.readouterr().out
+    assert [pool.name for pool in cached_pools()] == [new.name]
+    assert not any(path.exists() for path in old.files)
+    sampler.pools(prompts, 4, 1)  # reading a pool marks it used: a later pruning keeps it
+    assert remove_cached_pools(unused_for_days=1) == []
+    assert [pool.name for pool in remove_cached_pools()] == [new.name] and cached_pools() == []
+    assert main(["assets", "--unused-days", "7"]) == 2
+    assert "--unused-days only goes with --clear-pools" in capsys.readouterr().err

@@ -174,6 +174,7 @@ class PoolSampler:
         cfg = self.cfg
         path, key = self._path(prompts, pool, seed)
         if path.exists():
+            path.touch()  # marks the pool as used, for `goodhartlab assets --clear-pools --unused-days`
             cached: list[list[str]] = json.loads(path.read_text())["pools"]
             return cached
         _say(f"sampling {len(prompts)} prompts x {pool} responses of up to {cfg.max_new_tokens} tokens")
@@ -183,6 +184,66 @@ class PoolSampler:
         text = json.dumps({"key": json.loads(key), "pools": pools})
         replace_atomically(path, lambda partial: partial.write_text(text))
         return pools
+
+
+@dataclass(frozen=True)
+class CachedPool:
+    """A sampled pool in the cache with everything derived from it (scores, features, partial writes)."""
+
+    name: str  # the hash the pool's files share
+    files: tuple[Path, ...]
+    bytes: int
+    last_used: float  # seconds since the epoch: when a study last read or wrote the pool
+    description: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "files": [str(f) for f in self.files], "bytes": self.bytes,
+                "last_used": self.last_used, "description": self.description}
+
+
+def _pool_description(pool_file: Path) -> str:
+    try:
+        policy, prompts, pool, max_new_tokens, _, sample_dtype, _, seed, *device = json.loads(
+            pool_file.read_text())["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no readable pool file: only files derived from one"
+    where = f", {device[0]}" if device else ""
+    return (f"{len(prompts)} prompts x {pool} responses of up to {max_new_tokens} tokens, seed {seed}, "
+            f"{str(policy).rsplit('@', 1)[0]} in {sample_dtype}{where}")  # a folder's name without its time
+
+
+def cached_pools() -> list[CachedPool]:
+    """The pools studies have sampled and kept in the cache, most recently used first. Pools are
+    never evicted by the studies themselves: a repeated study must find them."""
+    from goodhartlab.text.assets import cache_dir
+
+    folder = cache_dir() / "pools"
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if path.is_file():
+            groups.setdefault(path.name.split(".", 1)[0], []).append(path)
+    pools = []
+    for name, files in groups.items():
+        pool_file = folder / f"{name}.json"
+        anchor = pool_file if pool_file.exists() else files[0]
+        pools.append(CachedPool(name, tuple(files), sum(f.stat().st_size for f in files), anchor.stat().st_mtime,
+                                _pool_description(pool_file)))
+    return sorted(pools, key=lambda pool: -pool.last_used)
+
+
+def remove_cached_pools(*, unused_for_days: float | None = None) -> list[CachedPool]:
+    """Delete cached pools (all, or those no study has used for `unused_for_days`) and return them.
+    A study that needs one again samples it again, with the same seed and so the same responses."""
+    import time
+
+    if unused_for_days is not None and unused_for_days < 0:
+        raise ValueError(f"unused_for_days must be >= 0, got {unused_for_days}")
+    cutoff = time.time() - (unused_for_days or 0) * 86400
+    removed = [pool for pool in cached_pools() if unused_for_days is None or pool.last_used < cutoff]
+    for pool in removed:
+        for file in pool.files:
+            file.unlink(missing_ok=True)
+    return removed
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
