@@ -95,7 +95,13 @@ def test_user_grpo_script_logs_kl_in_nats_per_sequence_proxy_and_gold_at_its_cad
     trainer.state.save_to_json(str(tmp_path / "trainer_state.json"))  # TRL's own log, read the same way
     np.testing.assert_allclose(read_run_log(tmp_path / "trainer_state.json").kl, kl)
 
+    # the text behind the gold curve: two completions of each batch gold scored, with their own gold
+    samples = read_rows(callback.samples_log)
+    assert [sample["step"] for sample in samples] == [1, 1, 3, 3, 6, 6]
+    for sample in samples:
+        assert sample["score"] == CappedExclamations().score([sample["prompt"]], [sample["completion"]])[0]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["samples"] == samples
     assert summary["gold_rows"] == 3 and summary["log"]["step"] == list(range(1, 9))
     assert "fit_error" in summary and "too few points" in summary["fit_error"]  # 3 gold points, 3 parameters
     with ResultsStore(tmp_path / "results.sqlite") as store:
@@ -195,20 +201,32 @@ def test_settings_that_would_optimize_gold_or_lose_units_are_rejected(tmp_path: 
         OveroptimizationCallback(tmp_path)
 
 
+def score_gold(callback: OveroptimizationCallback, step: int, completion: str) -> None:
+    """What TRL does between a step's start and its log: call the reward functions on the batch."""
+    state = TrainerState()
+    state.global_step = step - 1
+    assert callback.gold_reward is not None
+    callback.gold_reward(prompts=["the room"], completions=[completion], trainer_state=state)
+
+
 def test_a_resumed_run_keeps_the_rows_up_to_its_checkpoint(tmp_path: Path) -> None:
-    first = OveroptimizationCallback(tmp_path, gold=CappedExclamations())
+    first = OveroptimizationCallback(tmp_path, gold=CappedExclamations(), gold_every=1)
     begin(first)
     for step in (1, 2, 3, 4):
+        score_gold(first, step, "!" * step)
         log(first, {"loss": 0.0, "reward": float(step), "kl": 0.1, "completions/mean_length": 10.0,
                     "rewards/gold/mean": 0.0}, step)
     with first.run_log.open("a") as handle:
         handle.write('{"step": 5, "kl": 1.')  # a row cut short when the process was killed
-    resumed = OveroptimizationCallback(tmp_path, gold=CappedExclamations())
+    resumed = OveroptimizationCallback(tmp_path, gold=CappedExclamations(), gold_every=1)
     begin(resumed, step=2)  # resuming from the checkpoint of step 2
+    score_gold(resumed, 3, "wow")
     log(resumed, {"loss": 0.0, "reward": 9.0, "kl": 0.2, "completions/mean_length": 10.0,
                   "rewards/gold/mean": 1.0}, 3)
     assert [(row["step"], row["proxy"]) for row in read_rows(resumed.run_log)] == [(1, 1.0), (2, 2.0), (3, 9.0)]
     assert len(resumed.rows) == 3
+    assert [(row["step"], row["completion"]) for row in read_rows(resumed.samples_log)] == [(1, "!"), (2, "!!"),
+                                                                                          (3, "wow")]
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -250,6 +268,8 @@ def test_scorer_reward_reports_non_finite_scores_and_bad_cadence() -> None:
         ScorerReward(Broken())(prompts=["x", "y"], completions=["a", "b!"])
     with pytest.raises(ValueError, match="every must be a whole number >= 1"):
         ScorerReward(Broken(), every=0)
+    with pytest.raises(ValueError, match="keep must be a whole number >= 0"):
+        ScorerReward(Broken(), keep=-1)
 
 
 def test_run_result_averages_equal_kl_and_needs_two_gold_levels_for_a_curve(tmp_path: Path) -> None:

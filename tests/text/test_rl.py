@@ -50,6 +50,9 @@ def test_rl_study_shows_gold_rising_then_falling_while_the_proxy_climbs(policy: 
     summary = result.summary
     assert summary["rows"] == 30 and summary["gold_rows"] == 16 and summary["config"]["steps"] == 30
     assert summary["proxy_scorer"] == "exclamations 1" and summary["gold_scorer"] == "exclamations-capped 1"
+    assert len(summary["samples"]) == 2 * 16  # two completions of each batch gold scored, kept with their gold
+    assert {sample["step"] for sample in summary["samples"]} == {s for s, g in zip(log["step"], log["gold"],
+                                                                                  strict=True) if g is not None}
     fit = summary["fit"]
     assert fit["form"] == "rl" and fit["points"] == len(kl)
     assert fit["peak_kl"] is not None and 0 < fit["peak_kl"] < kl[-1]  # the law places a peak inside the run

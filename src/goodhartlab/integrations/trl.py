@@ -46,6 +46,7 @@ from goodhartlab.text.scorers import Scorer
 
 RUN_LOG = "runlog.jsonl"
 SUMMARY = "summary.json"
+SAMPLES = "samples.jsonl"
 LENGTH_KEY = "completions/mean_length"
 # (key, unit) in the order they are looked for: PPO / Online DPO first, then GRPO / RLOO.
 KL_KEYS: tuple[tuple[str, KLUnit], ...] = (("objective/kl", "nats_per_sequence"), ("kl", "nats_per_token"))
@@ -91,17 +92,23 @@ class ScorerReward:
     TRL calls it as `f(prompts=..., completions=..., trainer_state=..., **kwargs)` and names its
     metric `rewards/<name>/mean` after `__name__`. Batches not due return None per completion
     (TRL logs no value for them). Non-finite scores raise: a NaN reward is reported, never averaged.
+    The first `keep` completions of each scored batch are kept in `samples` with their scores: a
+    curve says that gold fell, the text says how.
     """
 
-    def __init__(self, scorer: Scorer, *, every: int = 1, name: str | None = None) -> None:
+    def __init__(self, scorer: Scorer, *, every: int = 1, name: str | None = None, keep: int = 0) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a whole number >= 1 (score every k-th step), got {every!r}")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise ValueError(f"keep must be a whole number >= 0 (completions kept per scored batch), got {keep!r}")
         self.scorer = scorer
         self.every = every
+        self.keep = keep
         self.__name__ = name or scorer.name
         self.calls = 0  # batches seen
         self.scored = 0  # batches scored
         self.seconds = 0.0  # time spent inside the scorer
+        self.samples: list[dict[str, Any]] = []  # {"step", "prompt", "completion", "score"}
         self._next_due = 0
         self._last_step = -1
 
@@ -111,6 +118,7 @@ class ScorerReward:
     def reset(self) -> None:
         self.calls = self.scored = 0
         self.seconds = 0.0
+        self.samples = []
         self._next_due, self._last_step = 0, -1
 
     def due(self, step: int) -> bool:
@@ -134,8 +142,9 @@ class ScorerReward:
         if not self.due(step):
             return [None] * len(completions)
         start = time.perf_counter()
-        scores = np.asarray(self.scorer.score([as_text(p, prompt=True) for p in prompts],
-                                              [as_text(c, prompt=False) for c in completions]), dtype=np.float64)
+        prompt_texts, completion_texts = [as_text(p, prompt=True) for p in prompts], [as_text(c, prompt=False)
+                                                                                      for c in completions]
+        scores = np.asarray(self.scorer.score(prompt_texts, completion_texts), dtype=np.float64)
         self.seconds += time.perf_counter() - start
         self.scored += 1
         if scores.shape != (len(completions),):
@@ -146,8 +155,11 @@ class ScorerReward:
             index = int(np.flatnonzero(bad)[0])
             raise ValueError(f"scorer {self.scorer.name!r} returned {int(bad.sum())} non-finite score(s) at "
                              f"step {step + 1} (first: {scores[index]} for completion {index}, "
-                             f"{as_text(completions[index], prompt=False)[:60]!r}); NaN rewards are reported, "
+                             f"{completion_texts[index][:60]!r}); NaN rewards are reported, "
                              "never averaged: fix the scorer")
+        self.samples.extend({"step": step + 1, "prompt": prompt, "completion": completion, "score": float(score)}
+                            for prompt, completion, score in zip(prompt_texts[:self.keep],
+                                                                 completion_texts[:self.keep], scores, strict=False))
         return [float(s) for s in scores]
 
 
@@ -164,15 +176,31 @@ def _finite(logs: Mapping[str, Any], key: str, step: int) -> float | None:
     return float(value)
 
 
+def _read_step_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of an earlier run's JSONL file; a line cut short by a kill is dropped."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
 class OveroptimizationCallback(TrainerCallback):
     """Records step, KL (nats per sequence), proxy, gold and length at each TRL logging step.
 
     Rows go to `<output_dir>/runlog.jsonl`, flushed one by one, so an interrupted run keeps every
-    row it logged and `goodhartlab fit` can read the file at any time. At the end of training the
-    RL-form law of Gao et al. is fitted to (KL, gold) and written to `<output_dir>/summary.json`;
-    with `store`, the run is also saved to a results store so `goodhartlab report` shows it. A new
-    run in the same directory replaces its log; a run resumed from a checkpoint keeps the rows up
-    to the checkpoint's step.
+    row it logged and `goodhartlab fit` can read the file at any time. The first `keep_samples`
+    completions of every batch gold scores go to `<output_dir>/samples.jsonl` with their gold. At
+    the end of training the RL-form law of Gao et al. is fitted to (KL, gold) and written to
+    `<output_dir>/summary.json`; with `store`, the run is also saved to a results store so
+    `goodhartlab report` shows it. A new run in the same directory replaces its logs; a run resumed
+    from a checkpoint keeps the rows up to the checkpoint's step.
 
     gold: a scorer (wrapped as `self.gold_reward`, which you add to `reward_funcs` with weight 0),
         a ready `ScorerReward`, or None when gold is already logged under `gold_key`.
@@ -186,7 +214,7 @@ class OveroptimizationCallback(TrainerCallback):
                  kl_key: str | None = None, kl_unit: KLUnit | None = None, length_key: str = LENGTH_KEY,
                  seed: int | None = None, fit: bool = True, store: str | os.PathLike[str] | None = None,
                  study: str = "trl", variant: str = "run", title: str | None = None, description: str = "",
-                 curve: str = "rl") -> None:
+                 curve: str = "rl", keep_samples: int = 2) -> None:
         if kl_key is not None and kl_unit is None:
             raise ValueError(f"kl_key {kl_key!r} needs kl_unit, one of {', '.join(KL_UNITS)}, so the callback can "
                              "convert it to nats per sequence")
@@ -196,7 +224,7 @@ class OveroptimizationCallback(TrainerCallback):
         if isinstance(gold, ScorerReward):
             self.gold_reward = gold
         elif gold is not None:
-            self.gold_reward = ScorerReward(gold, every=gold_every, name="gold")
+            self.gold_reward = ScorerReward(gold, every=gold_every, name="gold", keep=keep_samples)
         else:
             self.gold_reward = None
             if gold_key is None:
@@ -210,18 +238,25 @@ class OveroptimizationCallback(TrainerCallback):
         self.store = None if store is None else Path(store)
         self.study, self.variant, self.title, self.description, self.curve = study, variant, title, description, curve
         self.rows: list[dict[str, Any]] = []
+        self.samples: list[dict[str, Any]] = []  # completions gold scored, with their gold
         self.summary: dict[str, Any] = {}
         self.kl_source = ""
         self._proxy_used: str | None = None
         self._last_length: float | None = None
         self._gold_seen = False
         self._file: Any = None
+        self._samples_file: Any = None
+        self._samples_taken = 0  # of self.gold_reward.samples, already in self.samples
         self._started = 0.0
         self._trainer_config = ""
 
     @property
     def run_log(self) -> Path:
         return self.output_dir / RUN_LOG
+
+    @property
+    def samples_log(self) -> Path:
+        return self.output_dir / SAMPLES
 
     # -- training events -------------------------------------------------------------------------
 
@@ -234,14 +269,18 @@ class OveroptimizationCallback(TrainerCallback):
         if self.gold_reward is not None:
             self.gold_reward.reset()
         self._proxy_used, self._last_length, self._gold_seen = None, None, False
+        self._samples_taken = 0
         self._started = time.perf_counter()
         if not state.is_world_process_zero:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.rows = [row for row in self._read_rows() if row["step"] <= state.global_step]
-        with self.run_log.open("w", encoding="utf-8") as handle:  # keep rows up to a resumed checkpoint
-            handle.writelines(json.dumps(row) + "\n" for row in self.rows)
+        self.rows = [row for row in _read_step_rows(self.run_log) if row["step"] <= state.global_step]
+        self.samples = [row for row in _read_step_rows(self.samples_log) if row["step"] <= state.global_step]
+        for path, kept in ((self.run_log, self.rows), (self.samples_log, self.samples)):
+            with path.open("w", encoding="utf-8") as handle:  # keep rows up to a resumed checkpoint
+                handle.writelines(json.dumps(row) + "\n" for row in kept)
         self._file = self.run_log.open("a", encoding="utf-8")
+        self._samples_file = self.samples_log.open("a", encoding="utf-8")
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -251,12 +290,19 @@ class OveroptimizationCallback(TrainerCallback):
         if self._file is not None:
             self._file.write(json.dumps(row) + "\n")
             self._file.flush()
+        if self.gold_reward is not None and self._samples_file is not None:
+            new = self.gold_reward.samples[self._samples_taken:]
+            self._samples_taken += len(new)
+            self.samples.extend(new)
+            self._samples_file.writelines(json.dumps(sample) + "\n" for sample in new)
+            self._samples_file.flush()
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        for handle in (self._file, self._samples_file):
+            if handle is not None:
+                handle.close()
+        self._file = self._samples_file = None
         if not state.is_world_process_zero:
             return
         self.summary = self.summarize()
@@ -340,19 +386,6 @@ class OveroptimizationCallback(TrainerCallback):
         self.rows.append(row)
         return row
 
-    def _read_rows(self) -> list[dict[str, Any]]:
-        """Rows of an earlier run log in the same directory; a line cut short by a kill is dropped."""
-        if not self.run_log.exists():
-            return []
-        rows = []
-        for line in self.run_log.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get("step"), int):
-                rows.append(row)
-        return rows
 
     def columns(self) -> dict[str, list[Any]]:
         return {key: [row.get(key) for row in self.rows] for key in ("step", "kl", "proxy", "gold", "length")}
@@ -388,6 +421,8 @@ class OveroptimizationCallback(TrainerCallback):
             summary.update(final_gold=gold_rows[-1]["gold"], peak_gold=best["gold"], peak_gold_step=best["step"],
                            peak_gold_kl=best["kl"])
         summary["log"] = self.columns()
+        if self.samples:
+            summary["samples"] = self.samples
         if self.fit:
             points = self.gold_points()
             try:
