@@ -142,8 +142,8 @@ class ScorerReward:
         if not self.due(step):
             return [None] * len(completions)
         start = time.perf_counter()
-        prompt_texts, completion_texts = [as_text(p, prompt=True) for p in prompts], [as_text(c, prompt=False)
-                                                                                      for c in completions]
+        prompt_texts = [as_text(p, prompt=True) for p in prompts]
+        completion_texts = [as_text(c, prompt=False) for c in completions]
         scores = np.asarray(self.scorer.score(prompt_texts, completion_texts), dtype=np.float64)
         self.seconds += time.perf_counter() - start
         self.scored += 1
