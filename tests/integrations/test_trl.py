@@ -229,6 +229,29 @@ def test_a_resumed_run_keeps_the_rows_up_to_its_checkpoint(tmp_path: Path) -> No
                                                                                           (3, "wow")]
 
 
+def test_samples_scored_after_the_last_log_are_kept_and_keep_samples_reaches_a_ready_reward(tmp_path: Path) -> None:
+    callback = OveroptimizationCallback(tmp_path / "run", gold=CappedExclamations(), gold_every=1)
+    begin(callback)
+    score_gold(callback, 1, "!")
+    log(callback, {"loss": 0.0, "reward": 1.0, "kl": 0.1, "completions/mean_length": 10.0,
+                   "rewards/gold/mean": 1.0}, 1)
+    score_gold(callback, 2, "!!")  # logging_steps > 1: this batch is never followed by a log
+    state = TrainerState()
+    state.global_step = 2
+    callback.on_train_end(grpo_args(Path("unused")), state, TrainerControl())
+    assert [row["completion"] for row in read_rows(callback.samples_log)] == ["!", "!!"]
+    assert [row["completion"] for row in callback.summary["samples"]] == ["!", "!!"]
+
+    reward = ScorerReward(CappedExclamations(), name="gold")
+    assert OveroptimizationCallback(tmp_path / "a", gold=reward).gold_reward.keep == 0  # its own setting
+    assert OveroptimizationCallback(tmp_path / "b", gold=reward, keep_samples=3).gold_reward.keep == 3
+    with pytest.raises(ValueError, match="keep must be a whole number >= 0"):
+        OveroptimizationCallback(tmp_path / "c", gold=reward, keep_samples=-1)
+    logged_gold = OveroptimizationCallback(tmp_path / "d", gold_key="my_gold")
+    begin(logged_gold)
+    assert logged_gold.run_log.exists() and not logged_gold.samples_log.exists()  # no gold scorer, no samples
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

@@ -111,14 +111,14 @@ def test_peak_drop_is_paired_over_prompts():
     drop = peak_drop(_curve(levels + shape + rng.normal(0, 0.01, size=(20, 4))))
     assert (drop.peak_n, drop.last_n, drop.prompts_falling) == (2, 8, 20)
     assert drop.drop == pytest.approx(0.1, abs=0.01)
-    assert 0.09 < drop.interval[0] < 0.1 < drop.interval[1] < 0.11
+    assert drop.interval is not None and 0.09 < drop.interval[0] < 0.1 < drop.interval[1] < 0.11
 
 
 def test_peak_drop_interval_covers_zero_when_only_some_prompts_fall():
-    shape = np.array([[0.0, 0.5, 0.5, 0.1], [0.0, 0.5, 0.5, 0.9], [0.0, 0.5, 0.5, 0.2], [0.0, 0.5, 0.5, 0.8]])
+    shape = np.array([[0.0, 0.5, 0.5, 0.1], [0.0, 0.5, 0.5, 0.9], [0.0, 0.5, 0.5, 0.2], [0.0, 0.5, 0.5, 0.6]])
     drop = peak_drop(_curve(shape))
-    assert drop.prompts_falling == 2
-    assert drop.interval[0] < 0 < drop.interval[1]
+    assert drop.peak_n == 2 and drop.drop == pytest.approx(0.05) and drop.prompts_falling == 2
+    assert drop.interval is not None and drop.interval[0] < 0 < drop.interval[1]
     assert drop == peak_drop(_curve(shape)), "the same seed gives the same interval"
 
 
@@ -126,6 +126,20 @@ def test_no_drop_when_gold_peaks_at_the_largest_n():
     drop = peak_drop(_curve(np.array([[0.1, 0.2, 0.3], [0.2, 0.3, 0.5]])))
     assert (drop.peak_n, drop.drop, drop.interval, drop.prompts_falling) == (4, 0.0, (0.0, 0.0), 0)
     assert drop.to_dict()["gold_peak_n"] == 4
+
+
+def test_a_flat_top_within_rounding_is_no_fall():
+    # A gold that saturates: the largest n equals the peak up to float rounding, and some prompts
+    # never change at all; neither is a fall.
+    flat = np.array([[0.2, 1.0, 1.0 - 1e-15], [0.7, 0.7, 0.7 + 1e-16], [0.1, 0.9, 0.9]])
+    drop = peak_drop(_curve(flat))
+    assert drop.peak_n == drop.last_n == 4 and drop.drop == 0.0 and drop.prompts_falling == 0
+
+
+def test_one_prompt_has_a_drop_but_no_interval():
+    drop = peak_drop(_curve(np.array([[0.1, 0.5, 0.2]])))
+    assert drop.drop == pytest.approx(0.3) and drop.interval is None and drop.prompts_falling == 1
+    assert drop.to_dict()["gold_drop_low"] is None
 
 
 def test_peak_drop_refuses_a_bad_confidence():

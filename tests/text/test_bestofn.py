@@ -235,24 +235,35 @@ def test_cached_pools_are_listed_and_cleared_with_what_was_derived_from_them(
     from goodhartlab.text.bestofn import PoolSampler, cached_pools, remove_cached_pools
     from goodhartlab.text.tiny import ExclamationCount, tiny_policy
 
+    def age(pool_files: tuple[Path, ...], days: float) -> None:
+        for path in pool_files:
+            then = path.stat().st_mtime - days * 86400
+            os.utime(path, (then, then))
+
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
     assert cached_pools() == []
     sampler = PoolSampler(BestOfNConfig(policy=str(tiny_policy(tmp_path / "policy")), pool=4, max_new_tokens=6))
     prompts = ["the hotel was", "the staff"]
     sampler.scores(ExclamationCount(), prompts, 4, 0)  # a pool and its scores
     sampler.pools(prompts, 4, 1)  # a pool alone
-    old, new = sorted(cached_pools(), key=lambda pool: len(pool.files), reverse=True)
-    assert len(old.files) == 2 and len(new.files) == 1
-    assert old.description == (f"2 prompts x 4 responses of up to 6 tokens, seed 0, {(tmp_path / 'policy').resolve()}"
-                               " in bfloat16")
-    month_ago = old.last_used - 30 * 86400
-    os.utime(old.files[0].with_suffix(".json"), (month_ago, month_ago))
+    scored, alone = sorted(cached_pools(), key=lambda pool: len(pool.files), reverse=True)
+    assert len(scored.files) == 2 and len(alone.files) == 1 and scored.bytes > 0
+
+    age(scored.files, 30)
+    age(alone.files, 30)
+    sampler.scores(ExclamationCount(), prompts, 4, 0)  # reading only its cached scores marks a pool used
     assert main(["assets", "--clear-pools", "--unused-days", "7"]) == 0
     assert "removed 1 sampled pools" in capsys.readouterr().out
-    assert [pool.name for pool in cached_pools()] == [new.name]
-    assert not any(path.exists() for path in old.files)
-    sampler.pools(prompts, 4, 1)  # reading a pool marks it used: a later pruning keeps it
-    assert remove_cached_pools(unused_for_days=1) == []
-    assert [pool.name for pool in remove_cached_pools()] == [new.name] and cached_pools() == []
+    assert [pool.name for pool in cached_pools()] == [scored.name]
+    assert not alone.files[0].exists()
+
+    age(scored.files, 30)
+    sampler.pools(prompts, 4, 0)  # and so does reading the pool itself
+    assert remove_cached_pools(unused_for_days=7) == []
+    assert main(["assets", "--clear-pools", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 1
+    assert cached_pools() == [] and not any(path.exists() for path in scored.files)
     assert main(["assets", "--unused-days", "7"]) == 2
     assert "--unused-days only goes with --clear-pools" in capsys.readouterr().err
+    assert main(["assets", "--clear-pools", "--unused-days", "-1"]) == 2
+    assert "--unused-days must be >= 0" in capsys.readouterr().err

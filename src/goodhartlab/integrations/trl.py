@@ -86,6 +86,12 @@ def as_text(item: Any, *, prompt: bool) -> str:
     raise TypeError(f"expected a string or a list of chat messages, got {type(item).__name__}")
 
 
+def _checked_keep(keep: Any) -> int:
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise ValueError(f"keep must be a whole number >= 0 (completions kept per scored batch), got {keep!r}")
+    return keep
+
+
 class ScorerReward:
     """A goodhartlab scorer as a TRL reward function, optionally scoring only every `every` steps.
 
@@ -99,11 +105,9 @@ class ScorerReward:
     def __init__(self, scorer: Scorer, *, every: int = 1, name: str | None = None, keep: int = 0) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a whole number >= 1 (score every k-th step), got {every!r}")
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
-            raise ValueError(f"keep must be a whole number >= 0 (completions kept per scored batch), got {keep!r}")
         self.scorer = scorer
         self.every = every
-        self.keep = keep
+        self.keep = _checked_keep(keep)
         self.__name__ = name or scorer.name
         self.calls = 0  # batches seen
         self.scored = 0  # batches scored
@@ -204,6 +208,7 @@ class OveroptimizationCallback(TrainerCallback):
 
     gold: a scorer (wrapped as `self.gold_reward`, which you add to `reward_funcs` with weight 0),
         a ready `ScorerReward`, or None when gold is already logged under `gold_key`.
+    keep_samples: completions kept per batch gold scores; default 2, or a ready `ScorerReward`'s own `keep`.
     proxy_key: the metric holding the proxy; default TRL's `reward` (GRPO, RLOO), else
         `objective/scores` (PPO). Use `rewards/<function name>/mean` to follow one reward function.
     kl_key, kl_unit: for a trainer that logs KL under another name.
@@ -214,7 +219,7 @@ class OveroptimizationCallback(TrainerCallback):
                  kl_key: str | None = None, kl_unit: KLUnit | None = None, length_key: str = LENGTH_KEY,
                  seed: int | None = None, fit: bool = True, store: str | os.PathLike[str] | None = None,
                  study: str = "trl", variant: str = "run", title: str | None = None, description: str = "",
-                 curve: str = "rl", keep_samples: int = 2) -> None:
+                 curve: str = "rl", keep_samples: int | None = None) -> None:
         if kl_key is not None and kl_unit is None:
             raise ValueError(f"kl_key {kl_key!r} needs kl_unit, one of {', '.join(KL_UNITS)}, so the callback can "
                              "convert it to nats per sequence")
@@ -223,8 +228,11 @@ class OveroptimizationCallback(TrainerCallback):
         self.gold_reward: ScorerReward | None
         if isinstance(gold, ScorerReward):
             self.gold_reward = gold
+            if keep_samples is not None:
+                self.gold_reward.keep = _checked_keep(keep_samples)
         elif gold is not None:
-            self.gold_reward = ScorerReward(gold, every=gold_every, name="gold", keep=keep_samples)
+            self.gold_reward = ScorerReward(gold, every=gold_every, name="gold",
+                                            keep=2 if keep_samples is None else keep_samples)
         else:
             self.gold_reward = None
             if gold_key is None:
@@ -271,16 +279,19 @@ class OveroptimizationCallback(TrainerCallback):
         self._proxy_used, self._last_length, self._gold_seen = None, None, False
         self._samples_taken = 0
         self._started = time.perf_counter()
+        self._close_logs()  # a run that crashed before on_train_end left them open
         if not state.is_world_process_zero:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.rows = [row for row in _read_step_rows(self.run_log) if row["step"] <= state.global_step]
         self.samples = [row for row in _read_step_rows(self.samples_log) if row["step"] <= state.global_step]
-        for path, kept in ((self.run_log, self.rows), (self.samples_log, self.samples)):
+        logs = [(self.run_log, self.rows)] + ([(self.samples_log, self.samples)] if self.gold_reward else [])
+        for path, kept in logs:
             with path.open("w", encoding="utf-8") as handle:  # keep rows up to a resumed checkpoint
                 handle.writelines(json.dumps(row) + "\n" for row in kept)
         self._file = self.run_log.open("a", encoding="utf-8")
-        self._samples_file = self.samples_log.open("a", encoding="utf-8")
+        if self.gold_reward is not None:
+            self._samples_file = self.samples_log.open("a", encoding="utf-8")
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -290,19 +301,12 @@ class OveroptimizationCallback(TrainerCallback):
         if self._file is not None:
             self._file.write(json.dumps(row) + "\n")
             self._file.flush()
-        if self.gold_reward is not None and self._samples_file is not None:
-            new = self.gold_reward.samples[self._samples_taken:]
-            self._samples_taken += len(new)
-            self.samples.extend(new)
-            self._samples_file.writelines(json.dumps(sample) + "\n" for sample in new)
-            self._samples_file.flush()
+        self._write_new_samples()
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
-        for handle in (self._file, self._samples_file):
-            if handle is not None:
-                handle.close()
-        self._file = self._samples_file = None
+        self._write_new_samples()  # batches scored after the last logging step
+        self._close_logs()
         if not state.is_world_process_zero:
             return
         self.summary = self.summarize()
@@ -310,6 +314,21 @@ class OveroptimizationCallback(TrainerCallback):
         replace_atomically(self.output_dir / SUMMARY, lambda partial: partial.write_text(text, encoding="utf-8"))
         if self.store is not None:
             self._save(args, time.perf_counter() - self._started)
+
+    def _write_new_samples(self) -> None:
+        if self.gold_reward is None or self._samples_file is None:
+            return
+        new = self.gold_reward.samples[self._samples_taken:]
+        self._samples_taken += len(new)
+        self.samples.extend(new)
+        self._samples_file.writelines(json.dumps(sample) + "\n" for sample in new)
+        self._samples_file.flush()
+
+    def _close_logs(self) -> None:
+        for handle in (self._file, self._samples_file):
+            if handle is not None:
+                handle.close()
+        self._file = self._samples_file = None
 
     # -- the pieces, usable on their own -----------------------------------------------------------
 

@@ -93,13 +93,14 @@ class PeakDrop:
     peak_n: int
     last_n: int
     drop: float  # mean over prompts of gold at peak_n minus gold at last_n; 0 when the peak is last_n
-    interval: tuple[float, float]  # bootstrap over prompts
+    interval: tuple[float, float] | None  # bootstrap over prompts; None with a single prompt
     prompts_falling: int  # prompts whose own gold is lower at last_n than at peak_n
     prompts: int
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | None]:
         """Flat scalars, so a stored run's summary shows them in the report's table."""
-        values = (self.peak_n, self.last_n, self.drop, *self.interval, self.prompts_falling)
+        low, high = self.interval or (None, None)
+        values = (self.peak_n, self.last_n, self.drop, low, high, self.prompts_falling)
         return dict(zip(PEAK_DROP_KEYS, values, strict=True))
 
 
@@ -110,19 +111,27 @@ def peak_drop(curve: BestOfNCurve, *, confidence: float = 0.95, resamples: int =
     The drop is paired (each prompt against itself at the two n), so the spread between prompts'
     levels cancels; the interval resamples prompts. The peak n is picked on these same prompts,
     which makes the interval a little optimistic: read it beside the law fit's β interval.
+    Differences within rounding (a flat top, a prompt whose gold never changes) count as no fall.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    peak = int(np.argmax(curve.gold))
+    gold = curve.gold
+    rounding = 1e-9 * max(1.0, float(np.abs(curve.gold_per_prompt).max()))
+    peak = int(np.argmax(gold))
+    if gold[-1] >= gold[peak] - rounding:
+        peak = len(gold) - 1
     per_prompt = curve.gold_per_prompt[:, peak] - curve.gold_per_prompt[:, -1]
-    rng = np.random.default_rng(seed)
-    means = per_prompt[rng.integers(0, per_prompt.size, (resamples, per_prompt.size))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
+    interval = None
+    if per_prompt.size > 1:
+        rng = np.random.default_rng(seed)
+        means = per_prompt[rng.integers(0, per_prompt.size, (resamples, per_prompt.size))].mean(axis=1)
+        tail = (1 - confidence) / 2
+        low, high = np.quantile(means, [tail, 1 - tail])
+        interval = (float(low), float(high))
     return PeakDrop(peak_n=int(curve.ns[peak]), last_n=int(curve.ns[-1]), drop=float(per_prompt.mean()),
-                    interval=(float(low), float(high)), prompts_falling=int((per_prompt > 0).sum()),
+                    interval=interval, prompts_falling=int((per_prompt > rounding).sum()),
                     prompts=int(per_prompt.size))
 
 

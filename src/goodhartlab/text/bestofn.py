@@ -12,8 +12,10 @@ Sampled pools, and their scores and features, are cached on disk, so the variant
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -147,6 +149,7 @@ class PoolSampler:
 
         path = self._path(prompts, pool, seed)[0].with_suffix(".features.npy")
         if path.exists():
+            _mark_used(path)
             return np.load(path)
         pools = self.pools(prompts, pool, seed)
         _say(f"encoding {len(prompts) * pool} responses with the policy")
@@ -161,6 +164,7 @@ class PoolSampler:
         identity = hashlib.sha256(f"{scorer.name}\n{scorer.version}".encode()).hexdigest()[:12]
         path = self._path(prompts, pool, seed)[0].with_suffix(f".scores-{identity}.npy")
         if path.exists():
+            _mark_used(path)
             return np.load(path)
         pools = self.pools(prompts, pool, seed)
         scores = np.asarray(scorer.score(*_flatten(prompts, pools)), dtype=np.float64)
@@ -174,8 +178,8 @@ class PoolSampler:
         cfg = self.cfg
         path, key = self._path(prompts, pool, seed)
         if path.exists():
-            path.touch()  # marks the pool as used, for `goodhartlab assets --clear-pools --unused-days`
             cached: list[list[str]] = json.loads(path.read_text())["pools"]
+            _mark_used(path)
             return cached
         _say(f"sampling {len(prompts)} prompts x {pool} responses of up to {cfg.max_new_tokens} tokens")
         pools = sample_pool(self.sampling_model, self.policy[1], prompts, pool, max_new_tokens=cfg.max_new_tokens,
@@ -193,23 +197,14 @@ class CachedPool:
     name: str  # the hash the pool's files share
     files: tuple[Path, ...]
     bytes: int
-    last_used: float  # seconds since the epoch: when a study last read or wrote the pool
-    description: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "files": [str(f) for f in self.files], "bytes": self.bytes,
-                "last_used": self.last_used, "description": self.description}
+    last_used: float  # seconds since the epoch: the newest of its files' times, refreshed on every read
 
 
-def _pool_description(pool_file: Path) -> str:
-    try:
-        policy, prompts, pool, max_new_tokens, _, sample_dtype, _, seed, *device = json.loads(
-            pool_file.read_text())["key"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "no readable pool file: only files derived from one"
-    where = f", {device[0]}" if device else ""
-    return (f"{len(prompts)} prompts x {pool} responses of up to {max_new_tokens} tokens, seed {seed}, "
-            f"{str(policy).rsplit('@', 1)[0]} in {sample_dtype}{where}")  # a folder's name without its time
+def _mark_used(path: Path) -> None:
+    """Refresh a cached file's time so `remove_cached_pools(unused_for_days=)` keeps it; a cache on a
+    read-only disk, or a file removed meanwhile, is still read as before."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
 
 
 def cached_pools() -> list[CachedPool]:
@@ -218,22 +213,22 @@ def cached_pools() -> list[CachedPool]:
     from goodhartlab.text.assets import cache_dir
 
     folder = cache_dir() / "pools"
-    groups: dict[str, list[Path]] = {}
+    groups: dict[str, list[tuple[Path, os.stat_result]]] = {}
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if path.is_file():
-            groups.setdefault(path.name.split(".", 1)[0], []).append(path)
-    pools = []
-    for name, files in groups.items():
-        pool_file = folder / f"{name}.json"
-        anchor = pool_file if pool_file.exists() else files[0]
-        pools.append(CachedPool(name, tuple(files), sum(f.stat().st_size for f in files), anchor.stat().st_mtime,
-                                _pool_description(pool_file)))
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # a study's partial write, renamed meanwhile
+            continue
+        groups.setdefault(path.name.split(".", 1)[0], []).append((path, stat))
+    pools = [CachedPool(name, tuple(path for path, _ in files), sum(stat.st_size for _, stat in files),
+                        max(stat.st_mtime for _, stat in files)) for name, files in groups.items()]
     return sorted(pools, key=lambda pool: -pool.last_used)
 
 
 def remove_cached_pools(*, unused_for_days: float | None = None) -> list[CachedPool]:
     """Delete cached pools (all, or those no study has used for `unused_for_days`) and return them.
-    A study that needs one again samples it again, with the same seed and so the same responses."""
+    A study that needs one again samples it again, with the same seed and so the same responses.
+    Run it when no study is running: one writing a pool that is removed under it fails."""
     import time
 
     if unused_for_days is not None and unused_for_days < 0:
