@@ -47,6 +47,7 @@ from goodhartlab.text.scorers import Scorer
 RUN_LOG = "runlog.jsonl"
 SUMMARY = "summary.json"
 SAMPLES = "samples.jsonl"
+KEEP_SAMPLES = 2  # completions kept per batch gold scores, unless a run asks otherwise
 LENGTH_KEY = "completions/mean_length"
 # (key, unit) in the order they are looked for: PPO / Online DPO first, then GRPO / RLOO.
 KL_KEYS: tuple[tuple[str, KLUnit], ...] = (("objective/kl", "nats_per_sequence"), ("kl", "nats_per_token"))
@@ -208,7 +209,8 @@ class OveroptimizationCallback(TrainerCallback):
 
     gold: a scorer (wrapped as `self.gold_reward`, which you add to `reward_funcs` with weight 0),
         a ready `ScorerReward`, or None when gold is already logged under `gold_key`.
-    keep_samples: completions kept per batch gold scores; default 2, or a ready `ScorerReward`'s own `keep`.
+    keep_samples: completions kept per batch gold scores; default `KEEP_SAMPLES`, or a ready
+        `ScorerReward`'s own `keep`.
     proxy_key: the metric holding the proxy; default TRL's `reward` (GRPO, RLOO), else
         `objective/scores` (PPO). Use `rewards/<function name>/mean` to follow one reward function.
     kl_key, kl_unit: for a trainer that logs KL under another name.
@@ -232,7 +234,7 @@ class OveroptimizationCallback(TrainerCallback):
                 self.gold_reward.keep = _checked_keep(keep_samples)
         elif gold is not None:
             self.gold_reward = ScorerReward(gold, every=gold_every, name="gold",
-                                            keep=2 if keep_samples is None else keep_samples)
+                                            keep=KEEP_SAMPLES if keep_samples is None else keep_samples)
         else:
             self.gold_reward = None
             if gold_key is None:
@@ -404,7 +406,6 @@ class OveroptimizationCallback(TrainerCallback):
                "length": length, "seed": int(self.seed or 0), "pressure_kind": "kl", "kl_logged": logged}
         self.rows.append(row)
         return row
-
 
     def columns(self) -> dict[str, list[Any]]:
         return {key: [row.get(key) for row in self.rows] for key in ("step", "kl", "proxy", "gold", "length")}

@@ -111,7 +111,7 @@ def train_rl(cfg: RLConfig, seed: int, *, prompts: list[str], proxy: Scorer, gol
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
-    from goodhartlab.integrations.trl import OveroptimizationCallback, ScorerReward
+    from goodhartlab.integrations.trl import KEEP_SAMPLES, OveroptimizationCallback, ScorerReward
     from goodhartlab.text.models import load_policy
 
     if not prompts:
@@ -120,7 +120,7 @@ def train_rl(cfg: RLConfig, seed: int, *, prompts: list[str], proxy: Scorer, gol
     model, tokenizer = load_policy(cfg.policy)
     with tempfile.TemporaryDirectory(prefix="goodhartlab-rl-") as scratch:
         out = Path(cfg.log_dir) / f"seed-{seed}" if cfg.log_dir else Path(scratch)
-        gold_reward = ScorerReward(gold, every=cfg.gold_every, name="gold", keep=2)
+        gold_reward = ScorerReward(gold, every=cfg.gold_every, name="gold", keep=KEEP_SAMPLES)
         callback = OveroptimizationCallback(out, gold=gold_reward, seed=seed, proxy_key="rewards/proxy/mean",
                                             curve=cfg.trainer)
         settings: dict[str, Any] = dict(
