@@ -267,3 +267,45 @@ def test_cached_pools_are_listed_and_cleared_with_what_was_derived_from_them(
     assert "--unused-days only goes with --clear-pools" in capsys.readouterr().err
     assert main(["assets", "--clear-pools", "--unused-days", "-1"]) == 2
     assert "--unused-days must be >= 0" in capsys.readouterr().err
+
+
+def test_an_interrupted_pool_resumes_from_its_sampled_batches_and_equals_an_uninterrupted_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from goodhartlab.text import assets, sampling
+    from goodhartlab.text.bestofn import PoolSampler
+    from goodhartlab.text.tiny import tiny_policy
+
+    policy_dir = str(tiny_policy(tmp_path / "policy"))
+    config = BestOfNConfig(policy=policy_dir, pool=6, max_new_tokens=5, batch_size=4)  # 3 batches for 2 prompts
+    prompts = ["the hotel was", "the staff"]
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "whole"))
+    uninterrupted = PoolSampler(config).pools(prompts, 6, 0)
+
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "stopped"))
+    real_batch, batches = sampling._sample_batch, []
+
+    def stopping_after_two(*args: Any) -> Any:
+        if len(batches) == 2:
+            raise KeyboardInterrupt
+        batches.append(args[3])
+        return real_batch(*args)
+
+    monkeypatch.setattr(sampling, "_sample_batch", stopping_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        PoolSampler(config).pools(prompts, 6, 0)
+    journal = next((tmp_path / "stopped" / "pools").glob("*.batches.jsonl"))
+    assert len(journal.read_text().splitlines()) == 2
+    with journal.open("a") as file:
+        file.write('{"start": 8, "tok')  # the line being written when the run was killed
+
+    batches.clear()
+    monkeypatch.setattr(sampling, "_sample_batch", lambda *args: batches.append(args[3]) or real_batch(*args))
+    assert PoolSampler(config).pools(prompts, 6, 0) == uninterrupted
+    assert batches == [[1, 1, 1, 1]]  # only the batch that never finished was sampled again
+    assert not journal.exists()  # the finished pool replaces its batches
+
+    journal.write_text('{"start": 0, "tokens": [[1]]}\nnot json\n')
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "stopped"))
+    PoolSampler(config)._path(prompts, 6, 0)[0].unlink()
+    with pytest.raises(ValueError, match=r"batches\.jsonl, line 2: not a sampled batch"):
+        PoolSampler(config).pools(prompts, 6, 0)

@@ -7,7 +7,8 @@ is fitted to gold with a bootstrap over prompts.
 The proxy is a lexicon scorer or `learned`: a Bradley–Terry reward model on the policy's hidden
 states, trained on `proxy_pairs` gold-labelled comparisons of policy samples to other prompts.
 Sampled pools, and their scores and features, are cached on disk, so the variants of a study
-(proxies, pair counts) score the same responses and an interrupted study does not sample again.
+(proxies, pair counts) score the same responses; a pool's batches are kept as they are sampled, so
+an interrupted study neither samples again what it finished nor loses what it had sampled.
 """
 
 from __future__ import annotations
@@ -182,17 +183,60 @@ class PoolSampler:
             _mark_used(path)
             return cached
         _say(f"sampling {len(prompts)} prompts x {pool} responses of up to {cfg.max_new_tokens} tokens")
+        journal = BatchJournal(path.with_suffix(".batches.jsonl"))
+        done = journal.read()
+        if done:
+            _say(f"  resuming: {len(done)} batches were sampled before the last run stopped")
         pools = sample_pool(self.sampling_model, self.policy[1], prompts, pool, max_new_tokens=cfg.max_new_tokens,
                             temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed,
-                            progress=lambda done, total: _say(f"  {done}/{total} responses"))
+                            progress=lambda count, total: _say(f"  {count}/{total} responses"),
+                            done=done, on_batch=journal.append)
         text = json.dumps({"key": json.loads(key), "pools": pools})
         replace_atomically(path, lambda partial: partial.write_text(text))
+        journal.path.unlink(missing_ok=True)
         return pools
+
+
+class BatchJournal:
+    """The batches of a pool being sampled, one JSON line each, written as each finishes: a study
+    stopped an hour into a large pool resumes from them instead of sampling it all again (each batch
+    has its own seed, so the resumed pool is the one an uninterrupted run gives)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> dict[int, list[list[int]]]:
+        """The batches written so far, by their first request; a line cut short when the run stopped
+        is dropped from the file, so the next batch starts a line of its own."""
+        if not self.path.exists():
+            return {}
+        text = self.path.read_text()
+        complete = text[:text.rfind("\n") + 1]
+        if complete != text:
+            with self.path.open("r+") as file:
+                file.truncate(len(complete.encode()))
+        done = {}
+        for number, line in enumerate(complete.splitlines(), 1):
+            try:
+                row = json.loads(line)
+                done[int(row["start"])] = row["tokens"]
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"{self.path}, line {number}: not a sampled batch ({error}); delete the file "
+                                 "to sample the pool from the start") from None
+        return done
+
+    def append(self, start: int, tokens: list[list[int]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as file:
+            file.write(json.dumps({"start": start, "tokens": tokens}) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
 
 
 @dataclass(frozen=True)
 class CachedPool:
-    """A sampled pool in the cache with everything derived from it (scores, features, partial writes)."""
+    """A sampled pool in the cache with everything derived from it (scores, features, the
+    batches of a pool still being sampled, partial writes)."""
 
     name: str  # the hash the pool's files share
     files: tuple[Path, ...]

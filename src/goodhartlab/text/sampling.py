@@ -8,28 +8,40 @@ has ended leaves the batch instead of riding along as padding.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+BatchTokens = list[list[int]]  # the token ids of one batch's responses, in request order
 
 
 def sample_pool(model: Any, tokenizer: Any, prompts: list[str], pool: int, *, max_new_tokens: int = 32,
                 temperature: float = 1.0, batch_size: int = 64, seed: int = 0,
-                progress: Callable[[int, int], None] | None = None) -> list[list[str]]:
+                progress: Callable[[int, int], None] | None = None,
+                done: Mapping[int, BatchTokens] | None = None,
+                on_batch: Callable[[int, BatchTokens], None] | None = None) -> list[list[str]]:
     """`pool` responses for each prompt, as decoded text without the prompt.
 
     The same seed, pool and batch size give the same responses. `progress(done, total)` is called
-    after each batch of `batch_size` sequences.
+    after each batch of `batch_size` sequences; `done` and `on_batch` resume an interrupted pool
+    (see `sample_tokens`).
     """
     tokens = sample_tokens(model, tokenizer, prompts, pool, max_new_tokens=max_new_tokens, temperature=temperature,
-                           batch_size=batch_size, seed=seed, progress=progress)
+                           batch_size=batch_size, seed=seed, progress=progress, done=done, on_batch=on_batch)
     return [tokenizer.batch_decode(responses, skip_special_tokens=True) for responses in tokens]
 
 
 def sample_tokens(model: Any, tokenizer: Any, prompts: list[str], pool: int, *, max_new_tokens: int = 32,
                   temperature: float = 1.0, batch_size: int = 64, seed: int = 0,
-                  progress: Callable[[int, int], None] | None = None) -> list[list[list[int]]]:
+                  progress: Callable[[int, int], None] | None = None,
+                  done: Mapping[int, BatchTokens] | None = None,
+                  on_batch: Callable[[int, BatchTokens], None] | None = None) -> list[list[list[int]]]:
     """The token ids of `sample_pool`'s responses, up to and including an end-of-sequence token:
-    what log-probabilities and KL must score (re-tokenizing the text need not give them back)."""
+    what log-probabilities and KL must score (re-tokenizing the text need not give them back).
+
+    Each batch draws from its own generator, seeded by the seed and the batch's first request, so
+    batches are independent: `on_batch(start, tokens)` is called as each is sampled, and batches
+    already in `done` (by start) are taken from there instead of sampled again. A pool resumed this
+    way is the pool an uninterrupted run gives."""
     import torch
 
     if pool < 1 or max_new_tokens < 1:
@@ -39,12 +51,21 @@ def sample_tokens(model: Any, tokenizer: Any, prompts: list[str], pool: int, *, 
     requests = [index for index in range(len(prompts)) for _ in range(pool)]
     device = next(model.parameters()).device  # the model's: a policy moved to a GPU samples there
     responses: list[list[list[int]]] = [[] for _ in prompts]
+    done = done or {}
     with torch.no_grad():
         for start in range(0, len(requests), batch_size):
             chunk = requests[start:start + batch_size]
-            generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + start)
-            tokens = _sample_batch(model, tokenizer, [prompts[i] for i in dict.fromkeys(chunk)], chunk,
-                                   max_new_tokens, temperature, generator)
+            if start in done:
+                tokens = done[start]
+                if len(tokens) != len(chunk):
+                    raise ValueError(f"the resumed batch at request {start} has {len(tokens)} responses, expected "
+                                     f"{len(chunk)}: it is not a batch of this pool")
+            else:
+                generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + start)
+                tokens = _sample_batch(model, tokenizer, [prompts[i] for i in dict.fromkeys(chunk)], chunk,
+                                       max_new_tokens, temperature, generator)
+                if on_batch is not None:
+                    on_batch(start, tokens)
             for index, response in zip(chunk, tokens, strict=True):
                 responses[index].append(response)
             if progress is not None:
