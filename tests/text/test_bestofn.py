@@ -309,3 +309,28 @@ def test_an_interrupted_pool_resumes_from_its_sampled_batches_and_equals_an_unin
     PoolSampler(config)._path(prompts, 6, 0)[0].unlink()
     with pytest.raises(ValueError, match=r"batches\.jsonl, line 2: not a sampled batch"):
         PoolSampler(config).pools(prompts, 6, 0)
+
+
+def test_a_study_that_needs_a_pool_another_is_sampling_waits_for_it(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from goodhartlab.text import assets
+    from goodhartlab.text.bestofn import BatchJournal, PoolSampler
+    from goodhartlab.text.tiny import tiny_policy
+
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    config = BestOfNConfig(policy=str(tiny_policy(tmp_path / "policy")), pool=4, max_new_tokens=5)
+    sampler, prompts = PoolSampler(config), ["the hotel was"]
+    pool_path = sampler._path(prompts, 4, 0)[0]
+    result: list[list[list[str]]] = []
+    with BatchJournal(pool_path.with_suffix(".batches.jsonl")):  # another study, sampling this pool
+        waiting = threading.Thread(target=lambda: result.append(sampler.pools(prompts, 4, 0)))
+        waiting.start()
+        waiting.join(timeout=3)
+        assert waiting.is_alive() and not result  # blocked on the lock, not sampling beside it
+        pool_path.write_text(json.dumps({"key": [], "pools": [["a", "b", "c", "d"]]}))  # the other one finishes
+        pool_path.with_suffix(".batches.jsonl").unlink()
+    waiting.join(timeout=30)
+    assert result == [[["a", "b", "c", "d"]]]  # it read the pool the other study wrote
+    assert [path.name for path in pool_path.parent.iterdir()] == [pool_path.name]

@@ -182,39 +182,63 @@ class PoolSampler:
             cached: list[list[str]] = json.loads(path.read_text())["pools"]
             _mark_used(path)
             return cached
-        _say(f"sampling {len(prompts)} prompts x {pool} responses of up to {cfg.max_new_tokens} tokens")
-        journal = BatchJournal(path.with_suffix(".batches.jsonl"))
-        done = journal.read()
-        if done:
-            _say(f"  resuming: {len(done)} batches were sampled before the last run stopped")
-        pools = sample_pool(self.sampling_model, self.policy[1], prompts, pool, max_new_tokens=cfg.max_new_tokens,
-                            temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed,
-                            progress=lambda count, total: _say(f"  {count}/{total} responses"),
-                            done=done, on_batch=journal.append)
-        text = json.dumps({"key": json.loads(key), "pools": pools})
-        replace_atomically(path, lambda partial: partial.write_text(text))
-        journal.path.unlink(missing_ok=True)
+        with BatchJournal(path.with_suffix(".batches.jsonl")) as journal:
+            if path.exists():  # sampled meanwhile by the study this one waited for
+                if journal.path.exists() and not journal.path.stat().st_size:
+                    journal.path.unlink()  # the empty one opening it made
+                return self.pools(prompts, pool, seed)
+            _say(f"sampling {len(prompts)} prompts x {pool} responses of up to {cfg.max_new_tokens} tokens")
+            done = journal.read()
+            if done:
+                _say(f"  resuming: {len(done)} batches were sampled before the last run stopped")
+            pools = sample_pool(self.sampling_model, self.policy[1], prompts, pool,
+                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                batch_size=cfg.batch_size, seed=seed,
+                                progress=lambda count, total: _say(f"  {count}/{total} responses"),
+                                done=done, on_batch=journal.append)
+            text = json.dumps({"key": json.loads(key), "pools": pools})
+            replace_atomically(path, lambda partial: partial.write_text(text))
+            journal.path.unlink(missing_ok=True)
         return pools
 
 
 class BatchJournal:
     """The batches of a pool being sampled, one JSON line each, written as each finishes: a study
     stopped an hour into a large pool resumes from them instead of sampling it all again (each batch
-    has its own seed, so the resumed pool is the one an uninterrupted run gives)."""
+    has its own seed, so the resumed pool is the one an uninterrupted run gives).
+
+    Used as a context manager it holds an exclusive lock on the file, so two studies that need the
+    same pool (variants run on several workers) do not both sample it: the second waits for the first."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._file: Any = None
+
+    def __enter__(self) -> BatchJournal:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a+b")
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks on this platform: concurrent studies each sample
+            return self
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _say(f"waiting for another study that is sampling this pool ({self.path.name})")
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()  # and with it the lock
 
     def read(self) -> dict[int, list[list[int]]]:
         """The batches written so far, by their first request; a line cut short when the run stopped
         is dropped from the file, so the next batch starts a line of its own."""
-        if not self.path.exists():
-            return {}
-        text = self.path.read_text()
-        complete = text[:text.rfind("\n") + 1]
-        if complete != text:
-            with self.path.open("r+") as file:
-                file.truncate(len(complete.encode()))
+        self._file.seek(0)
+        data = self._file.read()
+        complete = data[:data.rfind(b"\n") + 1]
+        if len(complete) != len(data):
+            self._file.truncate(len(complete))
         done = {}
         for number, line in enumerate(complete.splitlines(), 1):
             try:
@@ -226,11 +250,9 @@ class BatchJournal:
         return done
 
     def append(self, start: int, tokens: list[list[int]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as file:
-            file.write(json.dumps({"start": start, "tokens": tokens}) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
+        self._file.write((json.dumps({"start": start, "tokens": tokens}) + "\n").encode())
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
 
 @dataclass(frozen=True)
