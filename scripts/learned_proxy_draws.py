@@ -1,9 +1,10 @@
 """The learned-proxy table of docs/text.md: each pair count refitted on many draws of its pairs.
 
-python scripts/learned_proxy_draws.py [--task short-review] [--pool 256] [--draws 30]
+python scripts/learned_proxy_draws.py [--task short-review] [--pool 256] [--max-new-tokens 0] [--draws 30]
 
-Reuses the pools and features that `goodhartlab run examples/text-short-review.yaml` cached (or
-samples them first). Prints, per number of pairs, gold at the peak n of the mean curve and at the
+Reuses the pools and features that `goodhartlab run examples/text-short-review.yaml` (or
+`examples/text-bestofn-1024.yaml`, with `--task sentiment --pool 1024 --max-new-tokens 64`) cached,
+or samples them first. Prints, per number of pairs, gold at the peak n of the mean curve and at the
 largest n, the fall between them, the spread of gold at the largest n over draws, and the words
 of the proxy's pick there.
 """
@@ -20,6 +21,10 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--task", default="short-review")
 parser.add_argument("--prompts", type=int, default=16)
 parser.add_argument("--pool", type=int, default=256)
+parser.add_argument("--max-new-tokens", type=int, default=0, help="response length (0: the task's own)")
+parser.add_argument("--train-prompts", type=int, default=16, help="prompts the pairs are drawn from")
+parser.add_argument("--train-pool", type=int, default=32,
+                    help="samples per training prompt (2: every comparison of its own prompt and responses)")
 parser.add_argument("--draws", type=int, default=30)
 parser.add_argument("--pairs", default="16,64,256,1024,4096", help="comma-separated pair counts")
 args = parser.parse_args()
@@ -29,7 +34,8 @@ print("| pairs | peak n | gold at the peak | gold at the largest n | fall | SD o
 print("|---|---|---|---|---|---|---|")
 for pairs in (int(count) for count in args.pairs.split(",")):
     draws = learned_proxy_draws({"task": args.task, "prompts": args.prompts, "pool": args.pool,
-                                 "proxy_pairs": pairs}, 0, args.draws)
+                                 "max_new_tokens": args.max_new_tokens, "proxy_pairs": pairs,
+                                 "train_prompts": args.train_prompts, "train_pool": args.train_pool}, 0, args.draws)
     gold = draws["gold"].mean(axis=0)
     peak = int(np.argmax(gold))
     spread = draws["gold"][:, -1].std(ddof=1) if args.draws > 1 else float("nan")

@@ -118,6 +118,9 @@ def test_device_auto_takes_cuda_only_when_torch_sees_it() -> None:
 def test_cli_rejects_bad_input_without_writing_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bestofn", "--proxy", "bleu", "--out", str(tmp_path)]) == 2
     assert "unknown proxy 'bleu'" in capsys.readouterr().err
+    assert main(["bestofn", "--proxy", "learned", "--proxy-pairs", "100", "--train-prompts", "50", "--train-pool", "2",
+                 "--out", str(tmp_path)]) == 2
+    assert "proxy_pairs must be between 1 and train_prompts x C(train_pool, 2) = 50" in capsys.readouterr().err
     assert not (tmp_path / "results.sqlite").exists()
 
 
