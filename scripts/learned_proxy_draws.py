@@ -1,6 +1,7 @@
 """The learned-proxy table of docs/text.md: each pair count refitted on many draws of its pairs.
 
 python scripts/learned_proxy_draws.py [--task short-review] [--pool 256] [--max-new-tokens 0] [--draws 30]
+    [--train-prompts 16] [--train-pool 32] [--pairs 16,64,256,1024,4096]
 
 Reuses the pools and features that `goodhartlab run examples/text-short-review.yaml` (or
 `examples/text-bestofn-1024.yaml`, with `--task sentiment --pool 1024 --max-new-tokens 64`) cached,
@@ -15,27 +16,36 @@ import argparse
 
 import numpy as np
 
-from goodhartlab.text.bestofn import learned_proxy_draws
+from goodhartlab.lab.studies import parse_config
+from goodhartlab.text.bestofn import BestOfNConfig, learned_proxy_draws
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--task", default="short-review")
 parser.add_argument("--prompts", type=int, default=16)
 parser.add_argument("--pool", type=int, default=256)
 parser.add_argument("--max-new-tokens", type=int, default=0, help="response length (0: the task's own)")
-parser.add_argument("--train-prompts", type=int, default=16, help="prompts the pairs are drawn from")
-parser.add_argument("--train-pool", type=int, default=32,
+parser.add_argument("--train-prompts", type=int, default=BestOfNConfig.train_prompts,
+                    help="prompts the pairs are drawn from")
+parser.add_argument("--train-pool", type=int, default=BestOfNConfig.train_pool,
                     help="samples per training prompt (2: every comparison of its own prompt and responses)")
 parser.add_argument("--draws", type=int, default=30)
 parser.add_argument("--pairs", default="16,64,256,1024,4096", help="comma-separated pair counts")
 args = parser.parse_args()
+configs = [{"task": args.task, "prompts": args.prompts, "pool": args.pool, "max_new_tokens": args.max_new_tokens,
+            "proxy_pairs": int(pairs), "train_prompts": args.train_prompts, "train_pool": args.train_pool}
+           for pairs in args.pairs.split(",")]
+for config in configs:  # every count checked before the first is fitted
+    try:
+        parse_config(BestOfNConfig, {**config, "proxy": "learned"})
+    except ValueError as error:
+        parser.error(str(error))
 
 print(f"{args.task}: {args.prompts} prompts x pool {args.pool}, {args.draws} draws of pairs per count")
 print("| pairs | peak n | gold at the peak | gold at the largest n | fall | SD over draws | words |")
 print("|---|---|---|---|---|---|---|")
-for pairs in (int(count) for count in args.pairs.split(",")):
-    draws = learned_proxy_draws({"task": args.task, "prompts": args.prompts, "pool": args.pool,
-                                 "max_new_tokens": args.max_new_tokens, "proxy_pairs": pairs,
-                                 "train_prompts": args.train_prompts, "train_pool": args.train_pool}, 0, args.draws)
+for config in configs:
+    pairs = config["proxy_pairs"]
+    draws = learned_proxy_draws(config, 0, args.draws)
     gold = draws["gold"].mean(axis=0)
     peak = int(np.argmax(gold))
     spread = draws["gold"][:, -1].std(ddof=1) if args.draws > 1 else float("nan")

@@ -172,7 +172,10 @@ def _bestofn(args: argparse.Namespace) -> int:
         "max_new_tokens": args.max_new_tokens, "proxy_pairs": args.proxy_pairs, "train_prompts": args.train_prompts,
         "train_pool": args.train_pool, "device": args.device}))  # bad input fails here
     study = f"bestofn-{args.task}-{args.proxy}"
-    label = f"learned proxy ({args.proxy_pairs} pairs)" if args.proxy == "learned" else f"{args.proxy} proxy"
+    label = f"{args.proxy} proxy"
+    if args.proxy == "learned":
+        label = (f"learned proxy ({args.proxy_pairs} pairs among {args.train_pool} samples of "
+                 f"{args.train_prompts} other prompts)")
     spec = RunSpec(study, f"{label}, {args.policy}", "goodhartlab.text.bestofn:bestofn_study", config,
                    args.seed)
     out = Path(args.out)

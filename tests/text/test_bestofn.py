@@ -121,6 +121,8 @@ def test_cli_rejects_bad_input_without_writing_the_store(tmp_path: Path, capsys:
     assert main(["bestofn", "--proxy", "learned", "--proxy-pairs", "100", "--train-prompts", "50", "--train-pool", "2",
                  "--out", str(tmp_path)]) == 2
     assert "proxy_pairs must be between 1 and train_prompts x C(train_pool, 2) = 50" in capsys.readouterr().err
+    assert main(["bestofn", "--proxy", "learned", "--train-pool", "1", "--out", str(tmp_path)]) == 2
+    assert "the learned proxy needs train_prompts >= 1 and train_pool >= 2, got 16 and 1" in capsys.readouterr().err
     assert not (tmp_path / "results.sqlite").exists()
 
 
@@ -187,6 +189,9 @@ def test_learned_proxy_study_on_smollm2_caches_what_it_sampled(monkeypatch: pyte
     np.testing.assert_allclose(draws["gold"][0], points.gold)
     with pytest.raises(ValueError, match="proxy_pairs must be between 1 and"):
         bestofn_study({**config, "proxy_pairs": 13}, 0)
+    with pytest.raises(ValueError, match=r"prompts \(2\) \+ train_prompts \(2000\) is more than the sentiment task "
+                                         r"has: there are 1080 held-out review openers"):
+        bestofn_study({**config, "train_prompts": 2000}, 0)
 
 
 def test_pools_of_a_policy_folder_are_keyed_by_its_contents_changing(tmp_path: Path) -> None:
@@ -307,19 +312,33 @@ def test_an_interrupted_pool_resumes_from_its_sampled_batches_and_equals_an_unin
     assert batches == [[1, 1, 1, 1]]  # only the batch that never finished was sampled again
     assert not journal.exists()  # the finished pool replaces its batches
 
-    journal.write_text('{"start": 0, "tokens": [[1]]}\nnot json\n')
-    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "stopped"))
     PoolSampler(config)._path(prompts, 6, 0)[0].unlink()
-    with pytest.raises(ValueError, match=r"batches\.jsonl, line 2: not a sampled batch"):
-        PoolSampler(config).pools(prompts, 6, 0)
+    for rows, message in ((['{"start": 0, "tokens": [[1], [2], [3], [4]]}', "not json"], "line 2"),
+                          (['{"start": 0, "tokens": [[1]]}'], "line 1"),
+                          (['{"start": 12, "tokens": [[1], [2], [3], [4]]}'], "line 1")):
+        journal.write_text("\n".join(rows) + "\n")
+        with pytest.raises(ValueError, match=rf"batches\.jsonl, {message}: not a sampled batch of this pool"):
+            PoolSampler(config).pools(prompts, 6, 0)
+
+
+def test_a_batch_cut_short_is_dropped_so_the_next_one_starts_its_own_line(tmp_path: Path) -> None:
+    from goodhartlab.text.bestofn import BatchJournal
+
+    path = tmp_path / "pool.batches.jsonl"
+    path.write_text('{"start": 0, "tokens": [[5], [6]]}\n{"start": 2, "tokens": [[7], [8]]}\n{"start": 4, "tok')
+    with BatchJournal(path) as journal:
+        assert journal.read(2, 6) == {0: [[5], [6]], 2: [[7], [8]]}
+        journal.append(4, [[9], [10]])
+    assert [json.loads(line)["start"] for line in path.read_text().splitlines()] == [0, 2, 4]
 
 
 def test_a_study_that_needs_a_pool_another_is_sampling_waits_for_it(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
+    pytest.importorskip("fcntl")
     from goodhartlab.text import assets
-    from goodhartlab.text.bestofn import BatchJournal, PoolSampler
+    from goodhartlab.text.bestofn import BatchJournal, PoolSampler, remove_cached_pools
     from goodhartlab.text.tiny import tiny_policy
 
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
@@ -328,10 +347,11 @@ def test_a_study_that_needs_a_pool_another_is_sampling_waits_for_it(tmp_path: Pa
     pool_path = sampler._path(prompts, 4, 0)[0]
     result: list[list[list[str]]] = []
     with BatchJournal(pool_path.with_suffix(".batches.jsonl")):  # another study, sampling this pool
-        waiting = threading.Thread(target=lambda: result.append(sampler.pools(prompts, 4, 0)))
+        waiting = threading.Thread(target=lambda: result.append(sampler.pools(prompts, 4, 0)), daemon=True)
         waiting.start()
         waiting.join(timeout=3)
         assert waiting.is_alive() and not result  # blocked on the lock, not sampling beside it
+        assert remove_cached_pools() == []  # a pool being sampled is not cleared under the study sampling it
         pool_path.write_text(json.dumps({"key": [], "pools": [["a", "b", "c", "d"]]}))  # the other one finishes
         pool_path.with_suffix(".batches.jsonl").unlink()
     waiting.join(timeout=30)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -59,9 +61,13 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """`write` fills a sibling file that then replaces `path` in one rename, so an interrupted run
     leaves the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    write(partial)
-    partial.replace(path)
+    # a name of its own per writer: two processes writing the same file do not write into one partial
+    partial = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
+    try:
+        write(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -31,6 +31,7 @@ from goodhartlab.text.scorers import Scorer
 LEARNED = "learned"
 SAMPLE_DTYPES = ("bfloat16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
+JOURNAL_SUFFIX = ".batches.jsonl"  # a pool's batches while it is being sampled
 
 
 @dataclass
@@ -66,8 +67,11 @@ class BestOfNConfig:
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.proxy == LEARNED:
+            if self.train_prompts < 1 or self.train_pool < 2:
+                raise ValueError(f"the learned proxy needs train_prompts >= 1 and train_pool >= 2, got "
+                                 f"{self.train_prompts} and {self.train_pool}")
             available = self.train_prompts * self.train_pool * (self.train_pool - 1) // 2
-            if self.train_prompts < 1 or self.train_pool < 2 or not 1 <= self.proxy_pairs <= available:
+            if not 1 <= self.proxy_pairs <= available:
                 raise ValueError(f"proxy_pairs must be between 1 and train_prompts x C(train_pool, 2) = {available} "
                                  f"(train_prompts {self.train_prompts}, train_pool {self.train_pool}); "
                                  f"got {self.proxy_pairs}")
@@ -174,31 +178,35 @@ class PoolSampler:
         return scores
 
     def pools(self, prompts: list[str], pool: int, seed: int) -> list[list[str]]:
+        path, key = self._path(prompts, pool, seed)
+        journal = BatchJournal(path.with_suffix(JOURNAL_SUFFIX))
+        sampled = None
+        if not path.exists():
+            with journal:
+                if not path.exists():  # else it was sampled meanwhile, by the study this one waited for
+                    sampled = self._sample(journal, path, key, prompts, pool, seed)
+        journal.path.unlink(missing_ok=True)  # obsolete once the pool is written (and closed, as Windows needs)
+        if sampled is not None:
+            return sampled
+        cached: list[list[str]] = json.loads(path.read_text())["pools"]
+        _mark_used(path)
+        return cached
+
+    def _sample(self, journal: BatchJournal, path: Path, key: str, prompts: list[str], pool: int,
+                seed: int) -> list[list[str]]:
         from goodhartlab.text.sampling import sample_pool
 
         cfg = self.cfg
-        path, key = self._path(prompts, pool, seed)
-        if path.exists():
-            cached: list[list[str]] = json.loads(path.read_text())["pools"]
-            _mark_used(path)
-            return cached
-        with BatchJournal(path.with_suffix(".batches.jsonl")) as journal:
-            if path.exists():  # sampled meanwhile by the study this one waited for
-                if journal.path.exists() and not journal.path.stat().st_size:
-                    journal.path.unlink()  # the empty one opening it made
-                return self.pools(prompts, pool, seed)
-            _say(f"sampling {len(prompts)} prompts x {pool} responses of up to {cfg.max_new_tokens} tokens")
-            done = journal.read()
-            if done:
-                _say(f"  resuming: {len(done)} batches were sampled before the last run stopped")
-            pools = sample_pool(self.sampling_model, self.policy[1], prompts, pool,
-                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                batch_size=cfg.batch_size, seed=seed,
-                                progress=lambda count, total: _say(f"  {count}/{total} responses"),
-                                done=done, on_batch=journal.append)
-            text = json.dumps({"key": json.loads(key), "pools": pools})
-            replace_atomically(path, lambda partial: partial.write_text(text))
-            journal.path.unlink(missing_ok=True)
+        _say(f"sampling {len(prompts)} prompts x {pool} responses of up to {cfg.max_new_tokens} tokens")
+        done = journal.read(cfg.batch_size, len(prompts) * pool)
+        if done:
+            _say(f"  resuming: {len(done)} batches were sampled before the last run stopped")
+        pools = sample_pool(self.sampling_model, self.policy[1], prompts, pool, max_new_tokens=cfg.max_new_tokens,
+                            temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed,
+                            progress=lambda count, total: _say(f"  {count}/{total} responses"),
+                            done=done, on_batch=journal.append)
+        text = json.dumps({"key": json.loads(key), "pools": pools})
+        replace_atomically(path, lambda partial: partial.write_text(text))
         return pools
 
 
@@ -208,7 +216,8 @@ class BatchJournal:
     has its own seed, so the resumed pool is the one an uninterrupted run gives).
 
     Used as a context manager it holds an exclusive lock on the file, so two studies that need the
-    same pool (variants run on several workers) do not both sample it: the second waits for the first."""
+    same pool (variants run on several workers) do not both sample it: the second waits for the first.
+    Where the platform or file system has no locks, run one study per pool at a time."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -218,22 +227,32 @@ class BatchJournal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a+b")
         try:
-            import fcntl
-        except ImportError:  # no advisory locks on this platform: concurrent studies each sample
-            return self
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _say(f"waiting for another study that is sampling this pool ({self.path.name})")
-            fcntl.flock(self._file, fcntl.LOCK_EX)
+            self._lock()
+        except BaseException:  # interrupted while waiting: let the file go
+            self._file.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._file.close()  # and with it the lock
 
-    def read(self) -> dict[int, list[list[int]]]:
-        """The batches written so far, by their first request; a line cut short when the run stopped
-        is dropped from the file, so the next batch starts a line of its own."""
+    def _lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:
+            return
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _say(f"waiting for another study that is sampling this pool ({self.path.name})")
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        except OSError as error:
+            _say(f"cannot lock {self.path} ({error}): run one study per pool at a time on this file system")
+
+    def read(self, batch_size: int, requests: int) -> dict[int, list[list[int]]]:
+        """The batches written so far, by their first request, checked against a pool of `requests`
+        responses in batches of `batch_size`. A line cut short when the run stopped is dropped from the
+        file, so the next batch starts a line of its own."""
         self._file.seek(0)
         data = self._file.read()
         complete = data[:data.rfind(b"\n") + 1]
@@ -243,16 +262,38 @@ class BatchJournal:
         for number, line in enumerate(complete.splitlines(), 1):
             try:
                 row = json.loads(line)
-                done[int(row["start"])] = row["tokens"]
+                start, tokens = row["start"], row["tokens"]
+                expected = min(batch_size, requests - start) if isinstance(start, int) else -1
+                if start % batch_size or expected < 1 or len(tokens) != expected or not all(
+                        isinstance(response, list) and all(isinstance(token, int) for token in response)
+                        for response in tokens):
+                    raise ValueError(f"expected the {expected if expected > 0 else '?'} token lists of the batch "
+                                     f"at request {start}")
             except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"{self.path}, line {number}: not a sampled batch ({error}); delete the file "
-                                 "to sample the pool from the start") from None
+                raise ValueError(f"{self.path}, line {number}: not a sampled batch of this pool ({error}); "
+                                 "delete the file to sample the pool from the start") from None
+            done[start] = tokens
         return done
 
     def append(self, start: int, tokens: list[list[int]]) -> None:
         self._file.write((json.dumps({"start": start, "tokens": tokens}) + "\n").encode())
         self._file.flush()
         os.fsync(self._file.fileno())
+
+    def is_locked(self) -> bool:
+        """Whether a study holds this journal now, i.e. is sampling its pool."""
+        try:
+            import fcntl
+        except ImportError:
+            return False
+        try:
+            with self.path.open("rb") as file:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:  # gone meanwhile, or no locks here
+            return False
+        return False
 
 
 @dataclass(frozen=True)
@@ -264,6 +305,9 @@ class CachedPool:
     files: tuple[Path, ...]
     bytes: int
     last_used: float  # seconds since the epoch: the newest of its files' times, refreshed on every read
+
+    def being_sampled(self) -> bool:
+        return any(BatchJournal(file).is_locked() for file in self.files if file.name.endswith(JOURNAL_SUFFIX))
 
 
 def _mark_used(path: Path) -> None:
@@ -294,13 +338,15 @@ def cached_pools() -> list[CachedPool]:
 def remove_cached_pools(*, unused_for_days: float | None = None) -> list[CachedPool]:
     """Delete cached pools (all, or those no study has used for `unused_for_days`) and return them.
     A study that needs one again samples it again, with the same seed and so the same responses.
-    Run it when no study is running: one writing a pool that is removed under it fails."""
+    A pool a study is sampling now is kept; scores or features a study is computing from a pool
+    removed under it are written all the same, so clear the cache when no study is running."""
     import time
 
     if unused_for_days is not None and unused_for_days < 0:
         raise ValueError(f"unused_for_days must be >= 0, got {unused_for_days}")
     cutoff = time.time() - (unused_for_days or 0) * 86400
-    removed = [pool for pool in cached_pools() if unused_for_days is None or pool.last_used < cutoff]
+    removed = [pool for pool in cached_pools()
+               if (unused_for_days is None or pool.last_used < cutoff) and not pool.being_sampled()]
     for pool in removed:
         for file in pool.files:
             file.unlink(missing_ok=True)
@@ -376,7 +422,11 @@ def _prompts(cfg: BestOfNConfig, task: Any, sampler: PoolSampler, seed: int) -> 
     from goodhartlab.text.tasks import policy_prompts
 
     train_count = cfg.train_prompts if cfg.proxy == LEARNED else 0
-    prompts = task.prompts(cfg.prompts + train_count, seed=seed)
+    try:
+        prompts = task.prompts(cfg.prompts + train_count, seed=seed)
+    except ValueError as error:
+        fields = f"prompts ({cfg.prompts})" + (f" + train_prompts ({train_count})" if train_count else "")
+        raise ValueError(f"{fields} is more than the {cfg.task} task has: {error}; ask for fewer") from None
     if task.chat:
         prompts = policy_prompts(task, prompts, sampler.tokenizer)
     return prompts[:cfg.prompts], prompts[cfg.prompts:]
