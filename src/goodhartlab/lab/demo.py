@@ -73,18 +73,21 @@ STUDIES = {
         "tokens each; best-of-n picks by the proxy, the unbiased estimator over the pool gives the curves. "
         "Gold is the MultiEmo sentiment head on MiniLM (an encoder the policy does not share) times the "
         "response's distinct-bigram fraction. The proxies: the VADER and AFINN lexicons, and Bradley–Terry "
-        "reward models on the policy's own hidden states trained on 16 or 4,096 gold-labelled comparisons "
-        "of samples for 16 other openers. At this pressure (n ≤ 64, KL ≤ 3.2 nats) every proxy still "
-        "raises gold; the learned proxy trained on 16 pairs raises it least (Gao et al.'s data-size effect).",
+        "reward models on the policy's own hidden states trained on 16 or 256 gold-labelled comparisons, "
+        "each of its own opener (one of 256 others) and its own two samples. At this pressure (n ≤ 64, "
+        "KL ≤ 3.2 nats) every proxy still raises gold; the learned proxy trained on 16 pairs raises it "
+        "least (Gao et al.'s data-size effect).",
         {"log_x": False},
     ),
 }
 RL_TASKS = "goodhartlab.rl.sweeps"
 LM_TASK = "goodhartlab.text.bestofn:bestofn_study"
-LM_BESTOFN: dict[str, Any] = {"prompts": 16, "pool": 64, "max_new_tokens": 32}
+# the learned proxies' comparisons are independent (two samples of one opener each), as Gao et al.'s are:
+# more pairs among a few openers' samples reuse the same responses instead of adding data (docs/text.md)
+LM_BESTOFN: dict[str, Any] = {"prompts": 16, "pool": 64, "max_new_tokens": 32, "train_prompts": 256, "train_pool": 2}
 LM_PROXIES: dict[str, dict[str, Any]] = {"VADER lexicon": {"proxy": "vader"}, "AFINN lexicon": {"proxy": "afinn"},
               "learned, 16 pairs": {"proxy": "learned", "proxy_pairs": 16},
-              "learned, 4,096 pairs": {"proxy": "learned", "proxy_pairs": 4096}}
+              "learned, 256 pairs": {"proxy": "learned", "proxy_pairs": 256}}
 
 
 def demo_runs() -> list[RunSpec]:
