@@ -185,7 +185,9 @@ class PoolSampler:
             with journal:
                 if not path.exists():  # else it was sampled meanwhile, by the study this one waited for
                     sampled = self._sample(journal, path, key, prompts, pool, seed)
-        journal.path.unlink(missing_ok=True)  # obsolete once the pool is written (and closed, as Windows needs)
+        if journal.path.exists():  # obsolete once the pool is written (and closed, as Windows needs)
+            with contextlib.suppress(OSError):  # a read-only cache still reads
+                journal.path.unlink()
         if sampled is not None:
             return sampled
         cached: list[list[str]] = json.loads(path.read_text())["pools"]
