@@ -167,15 +167,16 @@ def _bestofn(args: argparse.Namespace) -> int:
     from goodhartlab.measure.bestofn import PEAK_DROP_KEYS
     from goodhartlab.text.bestofn import BestOfNConfig
 
+    given = {"train_prompts": args.train_prompts, "train_pool": args.train_pool}  # unset: the study's defaults
     config = asdict(parse_config(BestOfNConfig, {
         "task": args.task, "proxy": args.proxy, "policy": args.policy, "prompts": args.prompts, "pool": args.pool,
-        "max_new_tokens": args.max_new_tokens, "proxy_pairs": args.proxy_pairs, "train_prompts": args.train_prompts,
-        "train_pool": args.train_pool, "device": args.device}))  # bad input fails here
+        "max_new_tokens": args.max_new_tokens, "proxy_pairs": args.proxy_pairs, "device": args.device,
+        **{field: value for field, value in given.items() if value is not None}}))  # bad input fails here
     study = f"bestofn-{args.task}-{args.proxy}"
     label = f"{args.proxy} proxy"
     if args.proxy == "learned":
-        label = (f"learned proxy ({args.proxy_pairs} pairs among {args.train_pool} samples of "
-                 f"{args.train_prompts} other prompts)")
+        label = (f"learned proxy ({args.proxy_pairs} pairs among {config['train_pool']} samples of "
+                 f"{config['train_prompts']} other prompts)")
     spec = RunSpec(study, f"{label}, {args.policy}", "goodhartlab.text.bestofn:bestofn_study", config,
                    args.seed)
     out = Path(args.out)
@@ -260,9 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="proxy: vader, afinn, or learned (a Bradley–Terry reward model; default vader)")
     bestofn.add_argument("--proxy-pairs", type=int, default=256,
                          help="gold-labelled comparisons the learned proxy is trained on (default 256)")
-    bestofn.add_argument("--train-prompts", type=int, default=16,
+    bestofn.add_argument("--train-prompts", type=int, default=None,
                          help="learned proxy: other prompts its comparisons are drawn from (default 16)")
-    bestofn.add_argument("--train-pool", type=int, default=32,
+    bestofn.add_argument("--train-pool", type=int, default=None,
                          help="learned proxy: samples per training prompt (default 32); 2 makes every "
                               "comparison independent, one per training prompt")
     bestofn.add_argument("--policy", default="smollm2-135m-instruct",
