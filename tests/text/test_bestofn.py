@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,13 @@ def test_a_chat_task_needs_a_policy_with_a_chat_template(policy: tuple[Any, Any]
 def test_bad_config_is_named(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BestOfNConfig(**{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("pool", "largest"), [(2, 2), (64, 64), (100, 64), (4096, 4096), (60_000, 32_768)])
+def test_the_curve_reaches_the_largest_power_of_two_in_the_pool(pool: int, largest: int) -> None:
+    ns = BestOfNConfig(pool=pool).ns()
+    assert ns[0] == 1 and ns[-1] == largest
+    assert all(b == 2 * a for a, b in pairwise(ns))
 
 
 def test_device_auto_takes_cuda_only_when_torch_sees_it() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from goodhartlab.lab.store import CurvePoints, RunResult, replace_atomically
-from goodhartlab.lab.studies import DEFAULT_NS, parse_config
+from goodhartlab.lab.studies import parse_config
 from goodhartlab.text.scorers import Scorer
 
 LEARNED = "learned"
@@ -77,7 +77,8 @@ class BestOfNConfig:
                                  f"got {self.proxy_pairs}")
 
     def ns(self) -> list[int]:
-        return [n for n in DEFAULT_NS if n <= self.pool]
+        """Every power of two up to the pool: a larger pool reaches a larger KL, log n - (n - 1) / n."""
+        return [2 ** k for k in range(self.pool.bit_length())]
 
     def resolved_device(self) -> str:
         import torch
