@@ -24,9 +24,9 @@ parser.add_argument("--task", default="short-review")
 parser.add_argument("--prompts", type=int, default=16)
 parser.add_argument("--pool", type=int, default=256)
 parser.add_argument("--max-new-tokens", type=int, default=0, help="response length (0: the task's own)")
-parser.add_argument("--train-prompts", type=int, default=BestOfNConfig.train_prompts,
-                    help="prompts the pairs are drawn from")
-parser.add_argument("--train-pool", type=int, default=BestOfNConfig.train_pool,
+parser.add_argument("--train-prompts", type=int, default=16,
+                    help="prompts the pairs are drawn from (default 16, as in the docs' first tables)")
+parser.add_argument("--train-pool", type=int, default=32,
                     help="samples per training prompt (2: every comparison of its own prompt and responses)")
 parser.add_argument("--draws", type=int, default=30)
 parser.add_argument("--pairs", default="16,64,256,1024,4096", help="comma-separated pair counts")

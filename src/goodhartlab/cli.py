@@ -175,7 +175,7 @@ def _bestofn(args: argparse.Namespace) -> int:
     study = f"bestofn-{args.task}-{args.proxy}"
     label = f"{args.proxy} proxy"
     if args.proxy == "learned":
-        label = (f"learned proxy ({args.proxy_pairs} pairs among {config['train_pool']} samples of "
+        label = (f"learned proxy ({args.proxy_pairs} pairs, {config['train_pool']} samples each of "
                  f"{config['train_prompts']} other prompts)")
     spec = RunSpec(study, f"{label}, {args.policy}", "goodhartlab.text.bestofn:bestofn_study", config,
                    args.seed)
@@ -262,10 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     bestofn.add_argument("--proxy-pairs", type=int, default=256,
                          help="gold-labelled comparisons the learned proxy is trained on (default 256)")
     bestofn.add_argument("--train-prompts", type=int, default=None,
-                         help="learned proxy: other prompts its comparisons are drawn from (default 16)")
+                         help="learned proxy: other prompts its comparisons are drawn from (default: one per "
+                              "comparison, so each has its own prompt and two samples)")
     bestofn.add_argument("--train-pool", type=int, default=None,
-                         help="learned proxy: samples per training prompt (default 32); 2 makes every "
-                              "comparison independent, one per training prompt")
+                         help="learned proxy: samples per training prompt (default 2); more draws several "
+                              "comparisons per prompt among the same samples, with --train-prompts")
     bestofn.add_argument("--policy", default="smollm2-135m-instruct",
                          help="offline asset name, a local folder, or a Hub name online")
     bestofn.add_argument("--prompts", type=int, default=16)

@@ -104,6 +104,13 @@ def test_bad_config_is_named(field: str, value: object, message: str) -> None:
         BestOfNConfig(**{field: value})  # type: ignore[arg-type]
 
 
+def test_the_learned_proxy_gets_a_prompt_of_its_own_per_pair_by_default() -> None:
+    config = BestOfNConfig(proxy="learned", proxy_pairs=100)
+    assert (config.train_prompts, config.train_pool) == (100, 2)
+    assert BestOfNConfig(proxy="learned", train_prompts=16, train_pool=32).train_prompts == 16
+    assert BestOfNConfig(proxy="vader").train_prompts == 0  # a lexicon samples no training prompts
+
+
 @pytest.mark.parametrize(("pool", "largest"), [(2, 2), (64, 64), (100, 64), (4096, 4096), (60_000, 32_768)])
 def test_the_curve_reaches_the_largest_power_of_two_in_the_pool(pool: int, largest: int) -> None:
     ns = BestOfNConfig(pool=pool).ns()
@@ -130,7 +137,9 @@ def test_cli_rejects_bad_input_without_writing_the_store(tmp_path: Path, capsys:
                  "--out", str(tmp_path)]) == 2
     assert "proxy_pairs must be between 1 and train_prompts x C(train_pool, 2) = 50" in capsys.readouterr().err
     assert main(["bestofn", "--proxy", "learned", "--train-pool", "1", "--out", str(tmp_path)]) == 2
-    assert "the learned proxy needs train_prompts >= 1 and train_pool >= 2, got 16 and 1" in capsys.readouterr().err
+    assert "needs train_prompts >= 1 (or 0: one per pair) and train_pool >= 2, got 0 and 1" in capsys.readouterr().err
+    assert main(["bestofn", "--proxy", "learned", "--train-pool", "32", "--out", str(tmp_path)]) == 2
+    assert "with train_pool 32, say how many prompts the pairs are drawn from" in capsys.readouterr().err
     assert not (tmp_path / "results.sqlite").exists()
 
 
@@ -200,6 +209,8 @@ def test_learned_proxy_study_on_smollm2_caches_what_it_sampled(monkeypatch: pyte
     with pytest.raises(ValueError, match=r"prompts \(2\) \+ train_prompts \(2000\) is more than the sentiment task "
                                          r"has: there are 1080 held-out review openers"):
         bestofn_study({**config, "train_prompts": 2000}, 0)
+    with pytest.raises(ValueError, match=r"train_prompts \(2000\) .* fewer proxy_pairs, or several pairs per prompt"):
+        bestofn_study({**config, "train_prompts": 0, "train_pool": 2, "proxy_pairs": 2000}, 0)
 
 
 def test_pools_of_a_policy_folder_are_keyed_by_its_contents_changing(tmp_path: Path) -> None:

@@ -46,9 +46,11 @@ class BestOfNConfig:
     batch_size: int = 128
     sample_dtype: str = "bfloat16"  # the policy copy that samples and gives the learned proxy its features
     device: str = "auto"  # where that copy runs: "cpu", "cuda", or "auto" (CUDA when torch sees one)
-    proxy_pairs: int = 256  # learned proxy only: gold-labelled comparisons it is trained on
-    train_prompts: int = 16  # learned proxy only: prompts (disjoint from the evaluated ones) for its pairs
-    train_pool: int = 32  # learned proxy only: samples per training prompt
+    # The learned proxy's data. By default every comparison has its own prompt and its own two samples,
+    # so more pairs is more data (pairs drawn among a few prompts' samples soon reuse the same responses).
+    proxy_pairs: int = 256  # gold-labelled comparisons it is trained on
+    train_prompts: int = 0  # prompts (disjoint from the evaluated ones) its pairs come from; 0: one per pair
+    train_pool: int = 2  # samples per training prompt
 
     def __post_init__(self) -> None:
         from goodhartlab.text.scorers import PROXIES
@@ -67,9 +69,14 @@ class BestOfNConfig:
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.proxy == LEARNED:
-            if self.train_prompts < 1 or self.train_pool < 2:
-                raise ValueError(f"the learned proxy needs train_prompts >= 1 and train_pool >= 2, got "
-                                 f"{self.train_prompts} and {self.train_pool}")
+            if self.train_prompts < 0 or self.train_pool < 2:
+                raise ValueError(f"the learned proxy needs train_prompts >= 1 (or 0: one per pair) and train_pool "
+                                 f">= 2, got {self.train_prompts} and {self.train_pool}")
+            if self.train_prompts == 0:
+                if self.train_pool != 2:
+                    raise ValueError(f"train_prompts 0 (one prompt per pair) goes with train_pool 2; with train_pool "
+                                     f"{self.train_pool}, say how many prompts the pairs are drawn from")
+                self.train_prompts = self.proxy_pairs
             available = self.train_prompts * self.train_pool * (self.train_pool - 1) // 2
             if not 1 <= self.proxy_pairs <= available:
                 raise ValueError(f"proxy_pairs must be between 1 and train_prompts x C(train_pool, 2) = {available} "
@@ -429,7 +436,11 @@ def _prompts(cfg: BestOfNConfig, task: Any, sampler: PoolSampler, seed: int) -> 
         prompts = task.prompts(cfg.prompts + train_count, seed=seed)
     except ValueError as error:
         fields = f"prompts ({cfg.prompts})" + (f" + train_prompts ({train_count})" if train_count else "")
-        raise ValueError(f"{fields} is more than the {cfg.task} task has: {error}; ask for fewer") from None
+        advice = "ask for fewer"
+        if train_count:
+            advice += (" (for the learned proxy: fewer proxy_pairs, or several pairs per prompt with train_pool > 2 "
+                       "and train_prompts set)")
+        raise ValueError(f"{fields} is more than the {cfg.task} task has: {error}; {advice}") from None
     if task.chat:
         prompts = policy_prompts(task, prompts, sampler.tokenizer)
     return prompts[:cfg.prompts], prompts[cfg.prompts:]
