@@ -254,6 +254,36 @@ def test_pool_scores_are_cached_under_the_scorers_name_and_version(tmp_path: Pat
     assert calls == [8, 8, 8]  # and so is another pool
 
 
+def test_a_large_pool_is_scored_in_chunks_that_give_what_one_call_gives(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from goodhartlab.text import assets, bestofn
+    from goodhartlab.text.tiny import tiny_policy
+
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(bestofn, "SCORE_CHUNK", 3)  # 8 responses: chunks of 3, 3 and 2
+    sampler = bestofn.PoolSampler(BestOfNConfig(policy=str(tiny_policy(tmp_path / "policy")), pool=4,
+                                                max_new_tokens=6))
+    prompts = ["the hotel was", "the staff"]
+    pools = sampler.pools(prompts, 4, 0)
+    whole = VaderProxy().score([p for p in prompts for _ in range(4)], [r for pool in pools for r in pool])
+    np.testing.assert_array_equal(sampler.scores(VaderProxy(), prompts, 4, 0).ravel(), whole)
+    assert sampler.features(prompts, 4, 0).shape[:2] == (2, 4)
+
+
+def test_progress_is_reported_at_most_every_interval_with_the_time_left(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from goodhartlab.text import bestofn
+
+    clock = iter([0.0, 10.0, 40.0, 41.0])
+    monkeypatch.setattr(bestofn.time, "monotonic", lambda: next(clock))
+    progress = bestofn.Progress("responses", 100, already=20)  # a resumed run: 20 were sampled before
+    progress(30)  # 10 s in: too soon to report
+    progress(40)  # 40 s for 20 new responses: 60 left take 2 minutes
+    progress(100)  # the end is always reported
+    assert capsys.readouterr().err.splitlines() == ["[best-of-n]   responses: 40/100 (40 s, about 2 min left)",
+                                                    "[best-of-n]   responses: 100/100 (41 s)"]
+
+
 def test_cached_pools_are_listed_and_cleared_with_what_was_derived_from_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import os

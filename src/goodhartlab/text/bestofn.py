@@ -18,6 +18,8 @@ import hashlib
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,10 @@ LEARNED = "learned"
 SAMPLE_DTYPES = ("bfloat16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
 JOURNAL_SUFFIX = ".batches.jsonl"  # a pool's batches while it is being sampled
+PROGRESS_EVERY_S = 30.0  # a long step reports at most this often
+# responses scored or encoded between reports: a multiple of the encoders' batches of 64, so every
+# batch, and with it every number, is what scoring the pool in one call gives
+SCORE_CHUNK = 4096
 
 
 @dataclass
@@ -102,6 +108,44 @@ def _say(message: str) -> None:
     print(f"[best-of-n] {message}", file=sys.stderr, flush=True)
 
 
+class Progress:
+    """A long step's progress on stderr, at most every `every` seconds and at the end, with the time
+    left estimated from this run's own pace (`already`: the work a resumed run found done)."""
+
+    def __init__(self, what: str, total: int, *, already: int = 0, every: float = PROGRESS_EVERY_S) -> None:
+        self.what, self.total, self.already, self.every = what, total, already, every
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, count: int) -> None:
+        now = time.monotonic()
+        if count < self.total and now - self.last < self.every:
+            return
+        self.last = now
+        elapsed, new = now - self.start, count - self.already
+        left = ""
+        if new > 0 and count < self.total:
+            left = f", about {_duration(elapsed / new * (self.total - count))} left"
+        _say(f"  {self.what}: {count:,}/{self.total:,} ({_duration(elapsed)}{left})")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _in_chunks(what: str, prompts: list[str], responses: list[str],
+               step: Callable[[list[str], list[str]], np.ndarray]) -> np.ndarray:
+    """`step` over (prompt, response) pairs SCORE_CHUNK at a time, with progress: a scorer reads each
+    pair on its own, so the chunks give what one call over all of them gives."""
+    progress = Progress(what, len(responses))
+    parts = []
+    for start in range(0, len(responses), SCORE_CHUNK):
+        parts.append(np.asarray(step(prompts[start:start + SCORE_CHUNK], responses[start:start + SCORE_CHUNK])))
+        progress(min(start + SCORE_CHUNK, len(responses)))
+    return np.concatenate(parts)
+
+
 class PoolSampler:
     """Loads the policy once and samples pools, keeping each in the cache under a key of everything
     that determines it (policy, prompts, pool, length, temperature, dtype, batch size, seed, device)."""
@@ -165,8 +209,8 @@ class PoolSampler:
             _mark_used(path)
             return np.load(path)
         pools = self.pools(prompts, pool, seed)
-        _say(f"encoding {len(prompts) * pool} responses with the policy")
-        features = PolicyFeatures(self.sampling_model, self.policy[1]).encode(*_flatten(prompts, pools))
+        encoder = PolicyFeatures(self.sampling_model, self.policy[1])
+        features = _in_chunks("encoding with the policy", *_flatten(prompts, pools), encoder.encode)
         features = features.reshape(len(prompts), pool, -1)
         _save_array(path, features)
         return features
@@ -180,8 +224,8 @@ class PoolSampler:
             _mark_used(path)
             return np.load(path)
         pools = self.pools(prompts, pool, seed)
-        scores = np.asarray(scorer.score(*_flatten(prompts, pools)), dtype=np.float64)
-        scores = scores.reshape(len(prompts), pool)
+        scores = _in_chunks(f"scoring with {scorer.name}", *_flatten(prompts, pools), scorer.score)
+        scores = scores.astype(np.float64).reshape(len(prompts), pool)
         _save_array(path, scores)
         return scores
 
@@ -211,10 +255,10 @@ class PoolSampler:
         done = journal.read(cfg.batch_size, len(prompts) * pool)
         if done:
             _say(f"  resuming: {len(done)} batches were sampled before the last run stopped")
+        progress = Progress("responses", len(prompts) * pool, already=sum(len(batch) for batch in done.values()))
         pools = sample_pool(self.sampling_model, self.policy[1], prompts, pool, max_new_tokens=cfg.max_new_tokens,
                             temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed,
-                            progress=lambda count, total: _say(f"  {count}/{total} responses"),
-                            done=done, on_batch=journal.append)
+                            progress=lambda count, _: progress(count), done=done, on_batch=journal.append)
         text = json.dumps({"key": json.loads(key), "pools": pools})
         replace_atomically(path, lambda partial: partial.write_text(text))
         return pools
