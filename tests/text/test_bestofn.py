@@ -187,12 +187,12 @@ def test_learned_proxy_study_on_smollm2_caches_what_it_sampled(monkeypatch: pyte
     from goodhartlab.text.bestofn import bestofn_study, learned_proxy_draws
 
     config = {"proxy": "learned", "prompts": 2, "pool": 4, "max_new_tokens": 8, "train_prompts": 2,
-              "train_pool": 4, "proxy_pairs": 12}
+              "train_pool": 4, "proxy_pairs": 10}  # of the 12 pairs there are
     result = bestofn_study(config, 0)
     points = result.curves["best-of-n"]
     assert len(points.pressure) == 3 and all(0.0 <= g <= 1.0 for g in points.gold)
     assert np.all(np.diff(points.proxy) >= -1e-12)
-    assert result.summary["proxy_scorer"] == "bradley-terry on policy features (12 pairs)"
+    assert result.summary["proxy_scorer"] == "bradley-terry on policy features (10 pairs)"
     cached = sorted((cache_dir() / "pools").glob("*"))
     assert any(path.name.endswith(".features.npy") for path in cached)
     assert any(".scores-" in path.name for path in cached)
@@ -206,6 +206,8 @@ def test_learned_proxy_study_on_smollm2_caches_what_it_sampled(monkeypatch: pyte
     np.testing.assert_allclose(draws["gold"][0], points.gold)
     with pytest.raises(ValueError, match="proxy_pairs must be between 1 and"):
         bestofn_study({**config, "proxy_pairs": 13}, 0)
+    with pytest.raises(ValueError, match="every draw would be the same; draw from more train_prompts"):
+        learned_proxy_draws({**config, "train_prompts": 0, "train_pool": 2}, 0, 3)  # one prompt per pair: all of them
     with pytest.raises(ValueError, match=r"prompts \(2\) \+ train_prompts \(2000\) is more than the sentiment task "
                                          r"has: there are 1080 held-out review openers"):
         bestofn_study({**config, "train_prompts": 2000}, 0)

@@ -555,6 +555,9 @@ def learned_proxy_draws(config: dict[str, Any], seed: int, draws: int) -> dict[s
     cfg = parse_config(BestOfNConfig, {**config, "proxy": LEARNED})
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
+    if draws > 1 and cfg.proxy_pairs == cfg.train_prompts * cfg.train_pool * (cfg.train_pool - 1) // 2:
+        raise ValueError(f"the {cfg.proxy_pairs} pairs are every pair train_prompts {cfg.train_prompts} and train_pool "
+                         f"{cfg.train_pool} give, so every draw would be the same; draw from more train_prompts")
     task = make_task(cfg.task)
     gold = task.gold()
     sampler = PoolSampler(cfg)
