@@ -27,7 +27,7 @@ parser.add_argument("--max-new-tokens", type=int, default=0, help="response leng
 parser.add_argument("--train-prompts", type=int, default=16,
                     help="prompts the pairs are drawn from (default 16, as in the docs' first tables)")
 parser.add_argument("--train-pool", type=int, default=32,
-                    help="samples per training prompt (2: every comparison of its own prompt and responses)")
+                    help="samples per training prompt (default 32; 2: each comparison its own prompt and responses)")
 parser.add_argument("--draws", type=int, default=30)
 parser.add_argument("--pairs", default="16,64,256,1024,4096", help="comma-separated pair counts")
 args = parser.parse_args()
@@ -48,6 +48,8 @@ for config in configs:
     draws = learned_proxy_draws(config, 0, args.draws)
     gold = draws["gold"].mean(axis=0)
     peak = int(np.argmax(gold))
-    spread = draws["gold"][:, -1].std(ddof=1) if args.draws > 1 else float("nan")
+    spread = f"{draws['gold'][:, -1].std(ddof=1):.3f}" if len(draws["gold"]) > 1 else "one draw"
+    if len(draws["gold"]) < args.draws:
+        spread += " (all pairs)"
     print(f"| {pairs:,} | {draws['ns'][peak]} | {gold[peak]:.3f} | {gold[-1]:.3f} | {gold[peak] - gold[-1]:.3f} "
-          f"| {spread:.3f} | {draws['words'][:, -1].mean():.1f} |", flush=True)
+          f"| {spread} | {draws['words'][:, -1].mean():.1f} |", flush=True)

@@ -260,13 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     bestofn.add_argument("--proxy", default="vader",
                          help="proxy: vader, afinn, or learned (a Bradley–Terry reward model; default vader)")
     bestofn.add_argument("--proxy-pairs", type=int, default=256,
-                         help="gold-labelled comparisons the learned proxy is trained on (default 256)")
+                         help="gold-labelled comparisons the learned proxy is trained on (default 256; one "
+                              "prompt each, so at most the task's 1,080 prompts less --prompts)")
     bestofn.add_argument("--train-prompts", type=int, default=None,
                          help="learned proxy: other prompts its comparisons are drawn from (default: one per "
                               "comparison, so each has its own prompt and two samples)")
     bestofn.add_argument("--train-pool", type=int, default=None,
-                         help="learned proxy: samples per training prompt (default 2); more draws several "
-                              "comparisons per prompt among the same samples, with --train-prompts")
+                         help="learned proxy: samples per training prompt (default 2); a larger value draws "
+                              "several comparisons per prompt among its samples (set --train-prompts too)")
     bestofn.add_argument("--policy", default="smollm2-135m-instruct",
                          help="offline asset name, a local folder, or a Hub name online")
     bestofn.add_argument("--prompts", type=int, default=16)

@@ -106,9 +106,23 @@ def test_bad_config_is_named(field: str, value: object, message: str) -> None:
 
 def test_the_learned_proxy_gets_a_prompt_of_its_own_per_pair_by_default() -> None:
     config = BestOfNConfig(proxy="learned", proxy_pairs=100)
-    assert (config.train_prompts, config.train_pool) == (100, 2)
-    assert BestOfNConfig(proxy="learned", train_prompts=16, train_pool=32).train_prompts == 16
+    assert (config.train_prompts, config.train_pool, config.available_pairs) == (100, 2, 100)
+    explicit = BestOfNConfig(proxy="learned", train_prompts=16, train_pool=32)
+    assert (explicit.train_prompts, explicit.available_pairs) == (16, 16 * 496)
     assert BestOfNConfig(proxy="vader").train_prompts == 0  # a lexicon samples no training prompts
+    with pytest.raises(ValueError, match=r"needs proxy_pairs >= 1, .* got 0, 0 and 2"):
+        BestOfNConfig(proxy="learned", proxy_pairs=0)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"prompts": 1081}, r"prompts \(1081\) = 1081 is more than the sentiment task's 1080 prompts; ask for fewer$"),
+    ({"task": "short-review", "proxy": "learned", "prompts": 16, "train_prompts": 1070, "train_pool": 4},
+     r"prompts \(16\) \+ train_prompts \(1070\) = 1086 is more than the short-review task's 1080 prompts; ask for "
+     r"fewer \(fewer proxy_pairs, or several pairs per prompt: train_pool > 2 with train_prompts set\)")])
+def test_asking_for_more_prompts_than_the_task_has_is_refused_before_anything_runs(config: dict[str, Any],
+                                                                                   message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        BestOfNConfig(**config)
 
 
 @pytest.mark.parametrize(("pool", "largest"), [(2, 2), (64, 64), (100, 64), (4096, 4096), (60_000, 32_768)])
@@ -137,9 +151,12 @@ def test_cli_rejects_bad_input_without_writing_the_store(tmp_path: Path, capsys:
                  "--out", str(tmp_path)]) == 2
     assert "proxy_pairs must be between 1 and train_prompts x C(train_pool, 2) = 50" in capsys.readouterr().err
     assert main(["bestofn", "--proxy", "learned", "--train-pool", "1", "--out", str(tmp_path)]) == 2
-    assert "needs train_prompts >= 1 (or 0: one per pair) and train_pool >= 2, got 0 and 1" in capsys.readouterr().err
+    assert "train_prompts >= 1 (or 0: one per pair) and train_pool >= 2, got 256, 0 and 1" in capsys.readouterr().err
     assert main(["bestofn", "--proxy", "learned", "--train-pool", "32", "--out", str(tmp_path)]) == 2
-    assert "with train_pool 32, say how many prompts the pairs are drawn from" in capsys.readouterr().err
+    assert "with train_pool 32, set train_prompts too" in capsys.readouterr().err
+    assert main(["bestofn", "--proxy", "learned", "--proxy-pairs", "1065", "--out", str(tmp_path)]) == 2
+    assert ("prompts (16) + train_prompts (1065: one per pair) = 1081 is more than the sentiment task's 1080 prompts; "
+            "ask for fewer (fewer proxy_pairs, or several pairs per prompt") in capsys.readouterr().err
     assert not (tmp_path / "results.sqlite").exists()
 
 
@@ -185,6 +202,7 @@ def test_short_review_study_on_smollm2_asks_in_the_chat_template_and_reports_wor
 def test_learned_proxy_study_on_smollm2_caches_what_it_sampled(monkeypatch: pytest.MonkeyPatch) -> None:
     from goodhartlab.text.assets import cache_dir
     from goodhartlab.text.bestofn import bestofn_study, learned_proxy_draws
+    from goodhartlab.text.tasks import HELD_OUT_OPENERS, review_openers
 
     config = {"proxy": "learned", "prompts": 2, "pool": 4, "max_new_tokens": 8, "train_prompts": 2,
               "train_pool": 4, "proxy_pairs": 10}  # of the 12 pairs there are
@@ -206,13 +224,12 @@ def test_learned_proxy_study_on_smollm2_caches_what_it_sampled(monkeypatch: pyte
     np.testing.assert_allclose(draws["gold"][0], points.gold)
     with pytest.raises(ValueError, match="proxy_pairs must be between 1 and"):
         bestofn_study({**config, "proxy_pairs": 13}, 0)
-    with pytest.raises(ValueError, match="every draw would be the same; draw from more train_prompts"):
-        learned_proxy_draws({**config, "train_prompts": 0, "train_pool": 2}, 0, 3)  # one prompt per pair: all of them
-    with pytest.raises(ValueError, match=r"prompts \(2\) \+ train_prompts \(2000\) is more than the sentiment task "
-                                         r"has: there are 1080 held-out review openers"):
-        bestofn_study({**config, "train_prompts": 2000}, 0)
-    with pytest.raises(ValueError, match=r"train_prompts \(2000\) .* fewer proxy_pairs, or several pairs per prompt"):
-        bestofn_study({**config, "train_prompts": 0, "train_pool": 2, "proxy_pairs": 2000}, 0)
+    # a proxy on every pair the training pools hold (2 x C(4, 2) = 12) is the same whatever the draw: one draw
+    assert learned_proxy_draws({**config, "proxy_pairs": 12}, 0, 3)["gold"].shape == (1, 3)
+    # the number of prompts a config may ask for is the data's
+    assert len(review_openers(HELD_OUT_OPENERS)) == HELD_OUT_OPENERS
+    with pytest.raises(ValueError, match=f"there are {HELD_OUT_OPENERS} held-out review openers"):
+        review_openers(HELD_OUT_OPENERS + 1)
 
 
 def test_pools_of_a_policy_folder_are_keyed_by_its_contents_changing(tmp_path: Path) -> None:
@@ -258,32 +275,46 @@ def test_pool_scores_are_cached_under_the_scorers_name_and_version(tmp_path: Pat
 
 def test_a_large_pool_is_scored_in_chunks_that_give_what_one_call_gives(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+
     from goodhartlab.text import assets, bestofn
+    from goodhartlab.text.bestofn import CHUNK_RESPONSES
+    from goodhartlab.text.learned import PolicyFeatures
+    from goodhartlab.text.models import SentenceEncoder
     from goodhartlab.text.tiny import tiny_policy
 
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(bestofn, "SCORE_CHUNK", 3)  # 8 responses: chunks of 3, 3 and 2
+    monkeypatch.setattr(bestofn, "CHUNK_RESPONSES", 3)  # 8 responses: chunks of 3, 3 and 2
     sampler = bestofn.PoolSampler(BestOfNConfig(policy=str(tiny_policy(tmp_path / "policy")), pool=4,
                                                 max_new_tokens=6))
     prompts = ["the hotel was", "the staff"]
     pools = sampler.pools(prompts, 4, 0)
     whole = VaderProxy().score([p for p in prompts for _ in range(4)], [r for pool in pools for r in pool])
-    np.testing.assert_array_equal(sampler.scores(VaderProxy(), prompts, 4, 0).ravel(), whole)
-    assert sampler.features(prompts, 4, 0).shape[:2] == (2, 4)
+    np.testing.assert_array_equal(sampler.scores(VaderProxy(), prompts, 4, 0).ravel(), whole)  # scored on its own
+    # features too, in order; an encoder pads each batch to its longest text, and in bfloat16 that moves
+    # the features by ~1e-2, so here each chunk is one batch, and in real pools chunks hold whole batches
+    encoder = PolicyFeatures(sampler.sampling_model, sampler.policy[1])
+    flat_prompts, flat_responses = [p for p in prompts for _ in range(4)], [r for pool in pools for r in pool]
+    by_chunk = np.concatenate([encoder.encode(flat_prompts[i:i + 3], flat_responses[i:i + 3]) for i in (0, 3, 6)])
+    np.testing.assert_array_equal(sampler.features(prompts, 4, 0).reshape(8, -1), by_chunk)
+    for encoder_class in (PolicyFeatures, SentenceEncoder):
+        assert CHUNK_RESPONSES % inspect.signature(encoder_class).parameters["batch_size"].default == 0
 
 
 def test_progress_is_reported_at_most_every_interval_with_the_time_left(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
     from goodhartlab.text import bestofn
 
     clock = iter([0.0, 10.0, 40.0, 41.0])
-    monkeypatch.setattr(bestofn.time, "monotonic", lambda: next(clock))
-    progress = bestofn.Progress("responses", 100, already=20)  # a resumed run: 20 were sampled before
+    monkeypatch.setattr(bestofn, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    progress = bestofn.Progress(100, already=20)  # a resumed run: 20 were sampled before
     progress(30)  # 10 s in: too soon to report
     progress(40)  # 40 s for 20 new responses: 60 left take 2 minutes
     progress(100)  # the end is always reported
-    assert capsys.readouterr().err.splitlines() == ["[best-of-n]   responses: 40/100 (40 s, about 2 min left)",
-                                                    "[best-of-n]   responses: 100/100 (41 s)"]
+    assert capsys.readouterr().err.splitlines() == ["[best-of-n]   40/100 responses (40 s, about 2 min left)",
+                                                    "[best-of-n]   100/100 responses (41 s)"]
 
 
 def test_cached_pools_are_listed_and_cleared_with_what_was_derived_from_them(

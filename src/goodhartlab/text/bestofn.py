@@ -35,9 +35,9 @@ SAMPLE_DTYPES = ("bfloat16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
 JOURNAL_SUFFIX = ".batches.jsonl"  # a pool's batches while it is being sampled
 PROGRESS_EVERY_S = 30.0  # a long step reports at most this often
-# responses scored or encoded between reports: a multiple of the encoders' batches of 64, so every
-# batch, and with it every number, is what scoring the pool in one call gives
-SCORE_CHUNK = 4096
+# responses scored or encoded at a time, so a long step can report: a multiple of the encoders'
+# batches of 64, so every batch, padding included, and with it every number, is what one call gives
+CHUNK_RESPONSES = 1024
 
 
 @dataclass
@@ -74,20 +74,34 @@ class BestOfNConfig:
             raise ValueError(f"sample_dtype must be one of {', '.join(SAMPLE_DTYPES)}, got {self.sample_dtype!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        one_per_pair = self.proxy == LEARNED and self.train_prompts == 0
         if self.proxy == LEARNED:
-            if self.train_prompts < 0 or self.train_pool < 2:
-                raise ValueError(f"the learned proxy needs train_prompts >= 1 (or 0: one per pair) and train_pool "
-                                 f">= 2, got {self.train_prompts} and {self.train_pool}")
-            if self.train_prompts == 0:
+            if self.proxy_pairs < 1 or self.train_prompts < 0 or self.train_pool < 2:
+                raise ValueError(f"the learned proxy needs proxy_pairs >= 1, train_prompts >= 1 (or 0: one per pair) "
+                                 f"and train_pool >= 2, got {self.proxy_pairs}, {self.train_prompts} and "
+                                 f"{self.train_pool}")
+            if one_per_pair:
                 if self.train_pool != 2:
-                    raise ValueError(f"train_prompts 0 (one prompt per pair) goes with train_pool 2; with train_pool "
-                                     f"{self.train_pool}, say how many prompts the pairs are drawn from")
-                self.train_prompts = self.proxy_pairs
-            available = self.train_prompts * self.train_pool * (self.train_pool - 1) // 2
-            if not 1 <= self.proxy_pairs <= available:
-                raise ValueError(f"proxy_pairs must be between 1 and train_prompts x C(train_pool, 2) = {available} "
-                                 f"(train_prompts {self.train_prompts}, train_pool {self.train_pool}); "
-                                 f"got {self.proxy_pairs}")
+                    raise ValueError(f"train_prompts is unset (one prompt per pair), which needs train_pool 2; with "
+                                     f"train_pool {self.train_pool}, set train_prompts too")
+                self.train_prompts = self.proxy_pairs  # stored resolved: a copy that changes proxy_pairs keeps it
+            if self.proxy_pairs > self.available_pairs:
+                raise ValueError(f"proxy_pairs must be between 1 and train_prompts x C(train_pool, 2) = "
+                                 f"{self.available_pairs} (train_prompts {self.train_prompts}, train_pool "
+                                 f"{self.train_pool}); got {self.proxy_pairs}")
+        needed = self.prompts + (self.train_prompts if self.proxy == LEARNED else 0)
+        if needed > task.prompt_count:
+            fields, advice = f"prompts ({self.prompts})", "ask for fewer"
+            if self.proxy == LEARNED:
+                fields += f" + train_prompts ({self.train_prompts}{': one per pair' if one_per_pair else ''})"
+                advice += " (fewer proxy_pairs, or several pairs per prompt: train_pool > 2 with train_prompts set)"
+            raise ValueError(f"{fields} = {needed} is more than the {self.task} task's {task.prompt_count} prompts; "
+                             f"{advice}")
+
+    @property
+    def available_pairs(self) -> int:
+        """The distinct comparisons the learned proxy's training pools hold: train_prompts x C(train_pool, 2)."""
+        return self.train_prompts * self.train_pool * (self.train_pool - 1) // 2
 
     def ns(self) -> list[int]:
         """Every power of two up to the pool: a larger pool reaches a larger KL, log n - (n - 1) / n."""
@@ -109,11 +123,11 @@ def _say(message: str) -> None:
 
 
 class Progress:
-    """A long step's progress on stderr, at most every `every` seconds and at the end, with the time
-    left estimated from this run's own pace (`already`: the work a resumed run found done)."""
+    """Responses done out of `total`, on stderr at most every `every` seconds and at the end, with the
+    time left estimated from this run's own pace (`already`: what a resumed run found done)."""
 
-    def __init__(self, what: str, total: int, *, already: int = 0, every: float = PROGRESS_EVERY_S) -> None:
-        self.what, self.total, self.already, self.every = what, total, already, every
+    def __init__(self, total: int, *, already: int = 0, every: float = PROGRESS_EVERY_S) -> None:
+        self.total, self.already, self.every = total, already, every
         self.start = self.last = time.monotonic()
 
     def __call__(self, count: int) -> None:
@@ -125,7 +139,7 @@ class Progress:
         left = ""
         if new > 0 and count < self.total:
             left = f", about {_duration(elapsed / new * (self.total - count))} left"
-        _say(f"  {self.what}: {count:,}/{self.total:,} ({_duration(elapsed)}{left})")
+        _say(f"  {count:,}/{self.total:,} responses ({_duration(elapsed)}{left})")
 
 
 def _duration(seconds: float) -> str:
@@ -136,13 +150,13 @@ def _duration(seconds: float) -> str:
 
 def _in_chunks(what: str, prompts: list[str], responses: list[str],
                step: Callable[[list[str], list[str]], np.ndarray]) -> np.ndarray:
-    """`step` over (prompt, response) pairs SCORE_CHUNK at a time, with progress: a scorer reads each
-    pair on its own, so the chunks give what one call over all of them gives."""
-    progress = Progress(what, len(responses))
+    """`step` (a scorer's or encoder's) over the pairs CHUNK_RESPONSES at a time, with progress."""
+    _say(f"{what} {len(responses):,} responses")
+    progress = Progress(len(responses))
     parts = []
-    for start in range(0, len(responses), SCORE_CHUNK):
-        parts.append(np.asarray(step(prompts[start:start + SCORE_CHUNK], responses[start:start + SCORE_CHUNK])))
-        progress(min(start + SCORE_CHUNK, len(responses)))
+    for start in range(0, len(responses), CHUNK_RESPONSES):
+        parts.append(np.asarray(step(prompts[start:start + CHUNK_RESPONSES], responses[start:start + CHUNK_RESPONSES])))
+        progress(min(start + CHUNK_RESPONSES, len(responses)))
     return np.concatenate(parts)
 
 
@@ -210,7 +224,7 @@ class PoolSampler:
             return np.load(path)
         pools = self.pools(prompts, pool, seed)
         encoder = PolicyFeatures(self.sampling_model, self.policy[1])
-        features = _in_chunks("encoding with the policy", *_flatten(prompts, pools), encoder.encode)
+        features = _in_chunks("encoding with the policy:", *_flatten(prompts, pools), encoder.encode)
         features = features.reshape(len(prompts), pool, -1)
         _save_array(path, features)
         return features
@@ -224,7 +238,7 @@ class PoolSampler:
             _mark_used(path)
             return np.load(path)
         pools = self.pools(prompts, pool, seed)
-        scores = _in_chunks(f"scoring with {scorer.name}", *_flatten(prompts, pools), scorer.score)
+        scores = _in_chunks(f"scoring with {scorer.name}:", *_flatten(prompts, pools), scorer.score)
         scores = scores.astype(np.float64).reshape(len(prompts), pool)
         _save_array(path, scores)
         return scores
@@ -255,8 +269,9 @@ class PoolSampler:
         done = journal.read(cfg.batch_size, len(prompts) * pool)
         if done:
             _say(f"  resuming: {len(done)} batches were sampled before the last run stopped")
-        progress = Progress("responses", len(prompts) * pool, already=sum(len(batch) for batch in done.values()))
-        pools = sample_pool(self.sampling_model, self.policy[1], prompts, pool, max_new_tokens=cfg.max_new_tokens,
+        model = self.sampling_model  # loaded before the clock starts
+        progress = Progress(len(prompts) * pool, already=sum(len(batch) for batch in done.values()))
+        pools = sample_pool(model, self.policy[1], prompts, pool, max_new_tokens=cfg.max_new_tokens,
                             temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed,
                             progress=lambda count, _: progress(count), done=done, on_batch=journal.append)
         text = json.dumps({"key": json.loads(key), "pools": pools})
@@ -394,8 +409,6 @@ def remove_cached_pools(*, unused_for_days: float | None = None) -> list[CachedP
     A study that needs one again samples it again, with the same seed and so the same responses.
     A pool a study is sampling now is kept; scores or features a study is computing from a pool
     removed under it are written all the same, so clear the cache when no study is running."""
-    import time
-
     if unused_for_days is not None and unused_for_days < 0:
         raise ValueError(f"unused_for_days must be >= 0, got {unused_for_days}")
     cutoff = time.time() - (unused_for_days or 0) * 86400
@@ -476,15 +489,7 @@ def _prompts(cfg: BestOfNConfig, task: Any, sampler: PoolSampler, seed: int) -> 
     from goodhartlab.text.tasks import policy_prompts
 
     train_count = cfg.train_prompts if cfg.proxy == LEARNED else 0
-    try:
-        prompts = task.prompts(cfg.prompts + train_count, seed=seed)
-    except ValueError as error:
-        fields = f"prompts ({cfg.prompts})" + (f" + train_prompts ({train_count})" if train_count else "")
-        advice = "ask for fewer"
-        if train_count:
-            advice += (" (for the learned proxy: fewer proxy_pairs, or several pairs per prompt with train_pool > 2 "
-                       "and train_prompts set)")
-        raise ValueError(f"{fields} is more than the {cfg.task} task has: {error}; {advice}") from None
+    prompts = task.prompts(cfg.prompts + train_count, seed=seed)  # as many as the task has: checked by the config
     if task.chat:
         prompts = policy_prompts(task, prompts, sampler.tokenizer)
     return prompts[:cfg.prompts], prompts[cfg.prompts:]
@@ -548,16 +553,16 @@ def learned_proxy_draws(config: dict[str, Any], seed: int, draws: int) -> dict[s
 
     One draw of a few hundred pairs is a noisy proxy: which features it keys on, and so whether its
     curve falls, changes from draw to draw. Returns the ns and, per draw, gold and the words of the
-    proxy's pick at each n (arrays of shape (draws, len(ns)))."""
+    proxy's pick at each n (arrays of shape (draws, len(ns))); a proxy trained on every pair its
+    training pools hold has one draw."""
     from goodhartlab.measure.bestofn import bestofn_curve
     from goodhartlab.text.tasks import make_task
 
     cfg = parse_config(BestOfNConfig, {**config, "proxy": LEARNED})
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
-    if draws > 1 and cfg.proxy_pairs == cfg.train_prompts * cfg.train_pool * (cfg.train_pool - 1) // 2:
-        raise ValueError(f"the {cfg.proxy_pairs} pairs are every pair train_prompts {cfg.train_prompts} and train_pool "
-                         f"{cfg.train_pool} give, so every draw would be the same; draw from more train_prompts")
+    if cfg.proxy_pairs == cfg.available_pairs:
+        draws = 1  # every draw is all the pairs there are
     task = make_task(cfg.task)
     gold = task.gold()
     sampler = PoolSampler(cfg)

@@ -7,9 +7,13 @@ policy's chat template, the form every optimizer samples from.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from goodhartlab.text.scorers import PROXIES, Scorer, make_proxy
+
+# MultiEmo's English reviews held out from the gold head (bigbench 1.0.0, 80/20 split with seed 0):
+# the prompts both tasks draw from, known without reading the data so a config can be checked early
+HELD_OUT_OPENERS = 1080
 
 
 def review_openers(count: int, *, seed: int = 0, words: int = 6) -> list[str]:
@@ -37,6 +41,7 @@ class SentimentTask:
     name: str = "sentiment"
     chat: bool = False
     max_new_tokens: int = 32
+    prompt_count: ClassVar[int] = HELD_OUT_OPENERS
 
     def prompts(self, count: int, *, seed: int = 0) -> list[str]:
         return review_openers(count, seed=seed, words=self.prompt_words)
@@ -67,6 +72,7 @@ class ShortReviewTask:
     name: str = "short-review"
     chat: bool = True
     max_new_tokens: int = 96  # room for about 70 words: 30 is the median response, the limit must be breakable
+    prompt_count: ClassVar[int] = HELD_OUT_OPENERS
 
     def prompts(self, count: int, *, seed: int = 0) -> list[str]:
         return [SHORT_REVIEW_INSTRUCTION.format(limit=self.word_limit, opener=opener)
@@ -104,4 +110,5 @@ def policy_prompts(task: Any, prompts: list[str], tokenizer: Any) -> list[str]:
                                           add_generation_prompt=True) for prompt in prompts]
 
 
-__all__ = ["PROXIES", "TASKS", "SentimentTask", "ShortReviewTask", "make_task", "policy_prompts", "review_openers"]
+__all__ = ["HELD_OUT_OPENERS", "PROXIES", "TASKS", "SentimentTask", "ShortReviewTask", "make_task", "policy_prompts",
+           "review_openers"]
