@@ -84,7 +84,7 @@ class BestOfNConfig:
                 if self.train_pool != 2:
                     raise ValueError(f"train_prompts is unset (one prompt per pair), which needs train_pool 2; with "
                                      f"train_pool {self.train_pool}, set train_prompts too")
-                self.train_prompts = self.proxy_pairs  # stored resolved: a copy that changes proxy_pairs keeps it
+                self.train_prompts = self.proxy_pairs  # resolved, so the stored config names the prompts sampled
             if self.proxy_pairs > self.available_pairs:
                 raise ValueError(f"proxy_pairs must be between 1 and train_prompts x C(train_pool, 2) = "
                                  f"{self.available_pairs} (train_prompts {self.train_prompts}, train_pool "
