@@ -89,7 +89,7 @@ class BestOfNConfig:
                 raise ValueError(f"proxy_pairs must be between 1 and train_prompts x C(train_pool, 2) = "
                                  f"{self.available_pairs} (train_prompts {self.train_prompts}, train_pool "
                                  f"{self.train_pool}); got {self.proxy_pairs}")
-        needed = self.prompts + (self.train_prompts if self.proxy == LEARNED else 0)
+        needed = self.prompts + self.training_prompts
         if needed > task.prompt_count:
             fields, advice = f"prompts ({self.prompts})", "ask for fewer"
             if self.proxy == LEARNED:
@@ -100,8 +100,15 @@ class BestOfNConfig:
 
     @property
     def available_pairs(self) -> int:
-        """The distinct comparisons the learned proxy's training pools hold: train_prompts x C(train_pool, 2)."""
-        return self.train_prompts * self.train_pool * (self.train_pool - 1) // 2
+        """The distinct comparisons the learned proxy's training pools hold."""
+        from goodhartlab.text.learned import available_pairs
+
+        return available_pairs(self.train_prompts, self.train_pool)
+
+    @property
+    def training_prompts(self) -> int:
+        """Prompts sampled to train the proxy, beyond the evaluated ones: none for a lexicon."""
+        return self.train_prompts if self.proxy == LEARNED else 0
 
     def ns(self) -> list[int]:
         """Every power of two up to the pool: a larger pool reaches a larger KL, log n - (n - 1) / n."""
@@ -488,8 +495,7 @@ def _prompts(cfg: BestOfNConfig, task: Any, sampler: PoolSampler, seed: int) -> 
     and the evaluated ones the same whatever the proxy, so every variant of a study scores the same pool."""
     from goodhartlab.text.tasks import policy_prompts
 
-    train_count = cfg.train_prompts if cfg.proxy == LEARNED else 0
-    prompts = task.prompts(cfg.prompts + train_count, seed=seed)  # as many as the task has: checked by the config
+    prompts = task.prompts(cfg.prompts + cfg.training_prompts, seed=seed)  # within the task's count: see the config
     if task.chat:
         prompts = policy_prompts(task, prompts, sampler.tokenizer)
     return prompts[:cfg.prompts], prompts[cfg.prompts:]

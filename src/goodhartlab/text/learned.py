@@ -45,9 +45,14 @@ class PolicyFeatures:
         return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, width))
 
 
+def available_pairs(prompts: int, pool: int) -> int:
+    """The distinct comparisons `prompts` pools of `pool` responses hold: prompts x C(pool, 2)."""
+    return prompts * pool * (pool - 1) // 2
+
+
 def comparison_pairs(prompts: int, pool: int, count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` distinct comparisons (prompt, a, b), a != b, both responses to the same prompt."""
-    available = prompts * pool * (pool - 1) // 2
+    available = available_pairs(prompts, pool)
     if count > available:
         raise ValueError(f"asked for {count} comparisons but {prompts} prompts with pools of {pool} give only "
                          f"{available}; lower the number of pairs or sample more training responses")
