@@ -301,6 +301,56 @@ def test_a_large_pool_is_scored_in_chunks_that_give_what_one_call_gives(tmp_path
         assert CHUNK_RESPONSES % inspect.signature(encoder_class).parameters["batch_size"].default == 0
 
 
+def test_scoring_stopped_part_way_resumes_from_the_chunks_it_finished(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from goodhartlab.text import assets, bestofn
+    from goodhartlab.text.tiny import tiny_policy
+
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(bestofn, "CHUNK_RESPONSES", 3)  # 8 responses: chunks of 3, 3 and 2
+    sampler = bestofn.PoolSampler(BestOfNConfig(policy=str(tiny_policy(tmp_path / "policy")), pool=4,
+                                                max_new_tokens=6))
+    prompts = ["the hotel was", "the staff"]
+    sampler.pools(prompts, 4, 0)
+    scored: list[int] = []
+
+    class StopsAtTheThirdChunk(VaderProxy):
+        def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+            if len(scored) == 2:
+                raise KeyboardInterrupt
+            scored.append(len(responses))
+            return super().score(prompts, responses)
+
+    with pytest.raises(KeyboardInterrupt):
+        sampler.scores(StopsAtTheThirdChunk(), prompts, 4, 0)
+    assert scored == [3, 3]
+    # nothing claims to be the scores yet, and the finished chunks wait in the pool's name
+    pool_files = sorted(path.name for path in (tmp_path / "cache" / "pools").iterdir())
+    assert not any(name.endswith(".npy") and ".from-" not in name for name in pool_files)
+    assert sum(".from-" in name for name in pool_files) == 2
+    assert {pool.name for pool in bestofn.cached_pools()} == {pool_files[0].split(".")[0]}
+
+    scored.clear()
+    resumed = sampler.scores(VaderProxy(), prompts, 4, 0)  # same name and version: the same cache entry
+    np.testing.assert_array_equal(resumed, sampler.scores(VaderProxy(), prompts, 4, 0))
+    whole = VaderProxy().score([p for p in prompts for _ in range(4)],
+                               [r for pool in sampler.pools(prompts, 4, 0) for r in pool])
+    np.testing.assert_array_equal(resumed.ravel(), whole)
+    assert resumed.shape == (2, 4) and resumed.dtype == np.float64
+    assert not any(".from-" in path.name for path in (tmp_path / "cache" / "pools").iterdir())  # tidied
+
+
+def test_a_chunk_of_another_length_is_done_again(tmp_path: Path) -> None:
+    from goodhartlab.text.bestofn import _chunk_path, _finished_chunk, _save_array
+
+    target = tmp_path / "pool.scores-x.npy"
+    _save_array(_chunk_path(target, 0), np.arange(3.0))
+    assert _finished_chunk(target, 0, 3) is not None
+    assert _finished_chunk(target, 0, 4) is None  # written when chunks were of another size
+    _chunk_path(target, 3).write_bytes(b"cut short")
+    assert _finished_chunk(target, 3, 3) is None
+
+
 def test_progress_is_reported_at_most_every_interval_with_the_time_left(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace

@@ -7,8 +7,9 @@ is fitted to gold with a bootstrap over prompts.
 The proxy is a lexicon scorer or `learned`: a Bradley–Terry reward model on the policy's hidden
 states, trained on `proxy_pairs` gold-labelled comparisons of policy samples to other prompts.
 Sampled pools, and their scores and features, are cached on disk, so the variants of a study
-(proxies, pair counts) score the same responses; a pool's batches are kept as they are sampled, so
-an interrupted study neither samples again what it finished nor loses what it had sampled.
+(proxies, pair counts) score the same responses; a pool's batches are kept as they are sampled, and
+its scores and features chunk by chunk, so an interrupted study neither does again what it
+finished nor loses what it had done.
 """
 
 from __future__ import annotations
@@ -156,15 +157,46 @@ def _duration(seconds: float) -> str:
 
 
 def _in_chunks(what: str, prompts: list[str], responses: list[str],
-               step: Callable[[list[str], list[str]], np.ndarray]) -> np.ndarray:
-    """`step` (a scorer's or encoder's) over the pairs CHUNK_RESPONSES at a time, with progress."""
+               step: Callable[[list[str], list[str]], np.ndarray], target: Path,
+               finish: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`step` (a scorer's or encoder's) over the pairs CHUNK_RESPONSES at a time, with progress, and
+    `finish` of the whole saved to `target`. Each chunk is kept beside `target` as it finishes, so a
+    run stopped an hour into encoding a large pool resumes where it stopped; the chunks go once
+    `target` is written."""
     _say(f"{what} {len(responses):,} responses")
-    progress = Progress(len(responses))
-    parts = []
-    for start in range(0, len(responses), CHUNK_RESPONSES):
-        parts.append(np.asarray(step(prompts[start:start + CHUNK_RESPONSES], responses[start:start + CHUNK_RESPONSES])))
+    starts = range(0, len(responses), CHUNK_RESPONSES)
+    parts = {start: _finished_chunk(target, start, min(CHUNK_RESPONSES, len(responses) - start)) for start in starts}
+    already = sum(len(part) for part in parts.values() if part is not None)
+    if already:
+        _say(f"  resuming: {already:,} responses were done before the last run stopped")
+    progress = Progress(len(responses), already=already)
+    for start in starts:
+        if parts[start] is None:
+            end = start + CHUNK_RESPONSES
+            part = parts[start] = np.asarray(step(prompts[start:end], responses[start:end]))
+            _save_array(_chunk_path(target, start), part)
         progress(min(start + CHUNK_RESPONSES, len(responses)))
-    return np.concatenate(parts)
+    whole = finish(np.concatenate([parts[start] for start in starts]))
+    _save_array(target, whole)
+    for start in starts:
+        _chunk_path(target, start).unlink(missing_ok=True)
+    return whole
+
+
+def _chunk_path(target: Path, start: int) -> Path:
+    """Where the chunk from response `start` waits; it shares the pool's name, so the cache's listing
+    and removal of pools count it with them."""
+    return target.with_name(f"{target.name}.from-{start:09d}.npy")
+
+
+def _finished_chunk(target: Path, start: int, length: int) -> np.ndarray | None:
+    """A chunk a stopped run finished, or None: unreadable or of another length (chunk size changed)."""
+    path = _chunk_path(target, start)
+    try:
+        part = np.load(path)
+    except (OSError, ValueError, EOFError):
+        return None
+    return part if len(part) == length else None
 
 
 class PoolSampler:
@@ -231,10 +263,8 @@ class PoolSampler:
             return np.load(path)
         pools = self.pools(prompts, pool, seed)
         encoder = PolicyFeatures(self.sampling_model, self.policy[1])
-        features = _in_chunks("encoding with the policy:", *_flatten(prompts, pools), encoder.encode)
-        features = features.reshape(len(prompts), pool, -1)
-        _save_array(path, features)
-        return features
+        return _in_chunks("encoding with the policy:", *_flatten(prompts, pools), encoder.encode, path,
+                          lambda flat: flat.reshape(len(prompts), pool, -1))
 
     def scores(self, scorer: Scorer, prompts: list[str], pool: int, seed: int) -> np.ndarray:
         """`scorer`'s scores of a pool, (prompts, pool), cached beside it under the scorer's name and
@@ -245,10 +275,8 @@ class PoolSampler:
             _mark_used(path)
             return np.load(path)
         pools = self.pools(prompts, pool, seed)
-        scores = _in_chunks(f"scoring with {scorer.name}:", *_flatten(prompts, pools), scorer.score)
-        scores = scores.astype(np.float64).reshape(len(prompts), pool)
-        _save_array(path, scores)
-        return scores
+        return _in_chunks(f"scoring with {scorer.name}:", *_flatten(prompts, pools), scorer.score, path,
+                          lambda flat: flat.astype(np.float64).reshape(len(prompts), pool))
 
     def pools(self, prompts: list[str], pool: int, seed: int) -> list[list[str]]:
         path, key = self._path(prompts, pool, seed)
