@@ -273,21 +273,23 @@ def test_pool_scores_are_cached_under_the_scorers_name_and_version(tmp_path: Pat
     assert calls == [8, 8, 8]  # and so is another pool
 
 
-def test_a_large_pool_is_scored_in_chunks_that_give_what_one_call_gives(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import inspect
-
+@pytest.fixture
+def sampler_in_chunks_of_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A tiny policy's sampler whose pools of 2 prompts x 4 are scored in chunks of 3, 3 and 2."""
     from goodhartlab.text import assets, bestofn
-    from goodhartlab.text.bestofn import CHUNK_RESPONSES
-    from goodhartlab.text.learned import PolicyFeatures
-    from goodhartlab.text.models import SentenceEncoder
     from goodhartlab.text.tiny import tiny_policy
 
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(bestofn, "CHUNK_RESPONSES", 3)  # 8 responses: chunks of 3, 3 and 2
     sampler = bestofn.PoolSampler(BestOfNConfig(policy=str(tiny_policy(tmp_path / "policy")), pool=4,
                                                 max_new_tokens=6))
-    prompts = ["the hotel was", "the staff"]
+    return sampler
+
+
+def test_a_large_pool_is_scored_in_chunks_that_give_what_one_call_gives(sampler_in_chunks_of_3: Any) -> None:
+    from goodhartlab.text.learned import PolicyFeatures
+
+    sampler, prompts = sampler_in_chunks_of_3, ["the hotel was", "the staff"]
     pools = sampler.pools(prompts, 4, 0)
     whole = VaderProxy().score([p for p in prompts for _ in range(4)], [r for pool in pools for r in pool])
     np.testing.assert_array_equal(sampler.scores(VaderProxy(), prompts, 4, 0).ravel(), whole)  # scored on its own
@@ -297,20 +299,24 @@ def test_a_large_pool_is_scored_in_chunks_that_give_what_one_call_gives(tmp_path
     flat_prompts, flat_responses = [p for p in prompts for _ in range(4)], [r for pool in pools for r in pool]
     by_chunk = np.concatenate([encoder.encode(flat_prompts[i:i + 3], flat_responses[i:i + 3]) for i in (0, 3, 6)])
     np.testing.assert_array_equal(sampler.features(prompts, 4, 0).reshape(8, -1), by_chunk)
+
+
+def test_chunks_hold_whole_encoder_batches() -> None:
+    import inspect
+
+    from goodhartlab.text.bestofn import CHUNK_RESPONSES
+    from goodhartlab.text.learned import PolicyFeatures
+    from goodhartlab.text.models import SentenceEncoder
+
     for encoder_class in (PolicyFeatures, SentenceEncoder):
         assert CHUNK_RESPONSES % inspect.signature(encoder_class).parameters["batch_size"].default == 0
 
 
-def test_scoring_stopped_part_way_resumes_from_the_chunks_it_finished(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from goodhartlab.text import assets, bestofn
-    from goodhartlab.text.tiny import tiny_policy
+def test_scoring_stopped_part_way_resumes_from_the_chunks_it_finished(sampler_in_chunks_of_3: Any,
+                                                                      tmp_path: Path) -> None:
+    from goodhartlab.text import bestofn
 
-    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(bestofn, "CHUNK_RESPONSES", 3)  # 8 responses: chunks of 3, 3 and 2
-    sampler = bestofn.PoolSampler(BestOfNConfig(policy=str(tiny_policy(tmp_path / "policy")), pool=4,
-                                                max_new_tokens=6))
-    prompts = ["the hotel was", "the staff"]
+    sampler, prompts = sampler_in_chunks_of_3, ["the hotel was", "the staff"]
     sampler.pools(prompts, 4, 0)
     scored: list[int] = []
 
