@@ -6,8 +6,9 @@ python scripts/learned_proxy_draws.py [--task short-review] [--pool 256] [--max-
 Reuses the pools and features that `goodhartlab run examples/text-short-review.yaml` (or
 `examples/text-bestofn-1024.yaml`, with `--task sentiment --pool 1024 --max-new-tokens 64`) cached,
 or samples them first. Prints, per number of pairs, gold at the peak n of the mean curve and at the
-largest n, the fall between them, the spread of gold at the largest n over draws, and the words
-of the proxy's pick there.
+largest n, the fall between them, the spread of gold at the largest n over draws, how many draws'
+own curves turn before the largest n (and where) or fall more than 0.02, the mean fall after a draw's
+own peak, and the words of the proxy's pick at the largest n.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ for config in configs:  # every count checked before the first is fitted
         parser.error(str(error))
 
 print(f"{args.task}: {args.prompts} prompts x pool {args.pool}, {args.draws} draws of pairs per count")
-print("| pairs | peak n | gold at the peak | gold at the largest n | fall | SD over draws | words |")
-print("|---|---|---|---|---|---|---|")
+print("| pairs | peak n | gold at the peak | gold at the largest n | fall | SD over draws "
+      "| draws that turn before the largest n (at n) | draws falling > 0.02 | mean fall after a draw's peak | words |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for config in configs:
     pairs = config["proxy_pairs"]
     draws = learned_proxy_draws(config, 0, args.draws)
@@ -51,5 +53,12 @@ for config in configs:
     spread = f"{draws['gold'][:, -1].std(ddof=1):.3f}" if len(draws["gold"]) > 1 else "one draw"
     if len(draws["gold"]) < args.draws:
         spread += " (all pairs)"
+    # Each draw is a proxy a user could have trained: where its own curve turns, and how far it falls.
+    draw_peaks = np.argmax(draws["gold"], axis=1)
+    draw_falls = draws["gold"].max(axis=1) - draws["gold"][:, -1]
+    turned = draw_peaks < len(draws["ns"]) - 1
+    turn_ns = [draws["ns"][i] for i in draw_peaks[turned]]
+    turns = f"{turned.sum()} / {len(turned)}" + (f" ({min(turn_ns)}–{max(turn_ns)})" if turn_ns else "")
     print(f"| {pairs:,} | {draws['ns'][peak]} | {gold[peak]:.3f} | {gold[-1]:.3f} | {gold[peak] - gold[-1]:.3f} "
-          f"| {spread} | {draws['words'][:, -1].mean():.1f} |", flush=True)
+          f"| {spread} | {turns} | {(draw_falls > 0.02).sum()} / {len(draw_falls)} | {draw_falls.mean():.4f} "
+          f"| {draws['words'][:, -1].mean():.1f} |", flush=True)

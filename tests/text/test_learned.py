@@ -25,10 +25,9 @@ def planted(prompts: int, pool: int, width: int, seed: int) -> tuple[np.ndarray,
 
 def held_out_agreement(pairs: int, seed: int) -> float:
     features, gold = planted(8, 16, 64, seed)
-    weights, mean, scale = fit_bradley_terry(features, gold, comparison_pairs(8, 16, pairs,
-                                                                              np.random.default_rng(seed)))
+    head = fit_bradley_terry(features, gold, comparison_pairs(8, 16, pairs, np.random.default_rng(seed)))
     test_features, test_gold = planted(1, 400, 64, seed + 100)
-    reward = ((test_features[0] - mean) / scale) @ weights
+    reward = head.reward(test_features[0])
     a, b = np.triu_indices(400, k=1)
     return float(np.mean((reward[a] > reward[b]) == (test_gold[0][a] > test_gold[0][b])))
 
@@ -44,6 +43,7 @@ def test_the_reward_is_antisymmetric_in_the_pair() -> None:
     """Each comparison enters in both orders, so swapping every label flips the weights."""
     features, gold = planted(4, 8, 6, 0)
     pairs = comparison_pairs(4, 8, 100, np.random.default_rng(0))
-    forward, _, _ = fit_bradley_terry(features, gold, pairs)
-    backward, _, _ = fit_bradley_terry(features, -gold, pairs)
-    np.testing.assert_allclose(forward, -backward, atol=1e-6)
+    forward = fit_bradley_terry(features, gold, pairs)
+    backward = fit_bradley_terry(features, -gold, pairs)
+    np.testing.assert_allclose(forward.weights, -backward.weights, atol=1e-6)
+    np.testing.assert_allclose(forward.reward(features), -backward.reward(features), atol=1e-6)

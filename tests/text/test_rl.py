@@ -84,10 +84,18 @@ def test_rl_study_runs_through_the_runner_into_the_report(policy: str, tmp_path:
     ("beta", 0.0, "beta must be > 0"), ("batch_size", 6, "multiple of num_generations"),
     ("num_generations", 1, "num_generations must be >= 2"), ("trainer", "ppo", "unknown trainer 'ppo'"),
     ("task", "poetry", "unknown task 'poetry'"), ("task", "no_such_module:Task", "cannot load task"),
-    ("proxy", "bleu", "unknown proxy 'bleu'"), ("gold_every", 0, "gold_every must be >= 1")])
+    ("proxy", "bleu", "unknown proxy 'bleu'"), ("gold_every", 0, "gold_every must be >= 1"),
+    ("proxy_pairs", 1024, r"prompts \(64\) \+ train_prompts \(1024: one per pair\) = 1088 is more than"),
+    ("train_pool", 1, "the learned proxy needs")])
 def test_bad_config_is_named(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        RLConfig(**{field: value})  # type: ignore[arg-type]
+        RLConfig(**{"proxy": "learned" if field in ("proxy_pairs", "train_pool") else "vader", field: value})
+
+
+def test_the_learned_proxy_needs_a_task_with_a_gold_it_knows() -> None:
+    with pytest.raises(ValueError, match="learned proxy is trained on a built-in task's gold"):
+        RLConfig(task="goodhartlab.text.tiny:ExclamationTask", proxy="learned")
+    assert RLConfig(proxy="learned", proxy_pairs=1016).learned_proxy_config()["train_prompts"] == 1016
 
 
 def test_exclamation_task_scores_and_prompts() -> None:
@@ -119,3 +127,31 @@ def test_rl_study_on_smollm2_with_the_sentiment_task() -> None:
     assert points.pressure[0] == pytest.approx(0.0, abs=1e-4) and all(k >= 0 for k in points.pressure)
     assert all(-1.0 <= p <= 1.0 for p in points.proxy)  # VADER's compound score
     assert result.summary["proxy_scorer"] == "vader 3.3.2" and result.summary["rows"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.assets
+def test_rl_against_the_learned_proxy_optimizes_the_best_of_n_studys_reward_model() -> None:
+    from goodhartlab.text.bestofn import BestOfNConfig, PoolSampler, _fit, _prompts, learned_reward
+    from goodhartlab.text.tasks import make_task
+
+    config = {"proxy": "learned", "prompts": 4, "steps": 2, "gold_every": 1, "max_completion_length": 8,
+              "proxy_pairs": 6, "train_prompts": 4, "train_pool": 3}
+    result = rl_study(config, seed=0)
+    assert result.summary["proxy_scorer"] == "learned bradley-terry on policy features (6 pairs)"
+    assert len(result.curves["grpo"].pressure) == 2 and all(np.isfinite(result.curves["grpo"].proxy))
+    # the reward RL optimized reads text as the study's cached features do: the head fitted on
+    # the same draw of pairs, scoring the training responses afresh, in other batches
+    bestofn_config = RLConfig(**config).learned_proxy_config()
+    cfg = BestOfNConfig(**bestofn_config)
+    sampler = PoolSampler(cfg)
+    train_prompts = _prompts(cfg, make_task("sentiment"), sampler, 0)[1]
+    features = sampler.features(train_prompts, 3, 1)
+    head = _fit(cfg, features, sampler.scores(make_task("sentiment").gold(), train_prompts, 3, 1),
+                np.random.default_rng(0))
+    responses = sampler.pools(train_prompts, 3, 1)
+    fresh = learned_reward(bestofn_config, 0).score([p for p in train_prompts for _ in range(3)],
+                                                    [r for pool in responses for r in pool])
+    cached = head.reward(features).ravel()
+    assert np.corrcoef(fresh, cached)[0, 1] > 0.99
+    np.testing.assert_allclose(fresh, cached, atol=0.05 * np.abs(cached).max())

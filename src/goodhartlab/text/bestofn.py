@@ -23,13 +23,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from goodhartlab.lab.store import CurvePoints, RunResult, replace_atomically
 from goodhartlab.lab.studies import parse_config
 from goodhartlab.text.scorers import Scorer
+
+if TYPE_CHECKING:
+    from goodhartlab.text.learned import BradleyTerryHead
 
 LEARNED = "learned"
 SAMPLE_DTYPES = ("bfloat16", "float32")
@@ -497,25 +500,60 @@ def _learned_proxy_scores(cfg: BestOfNConfig, sampler: PoolSampler, prompts: lis
     scores = _fit_and_score(cfg, *_learned_proxy_inputs(cfg, sampler, prompts, train_prompts, gold, seed),
                             np.random.default_rng(seed))
     _say(f"trained the Bradley–Terry proxy on {cfg.proxy_pairs} gold-labelled pairs")
-    return scores, f"bradley-terry on policy features ({cfg.proxy_pairs} pairs)"
+    return scores, _learned_proxy_name(cfg)
 
 
 def _learned_proxy_inputs(cfg: BestOfNConfig, sampler: PoolSampler, prompts: list[str], train_prompts: list[str],
                           gold: Any, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features of the evaluated pool, features of the training pool, gold of the training pool)."""
-    return (sampler.features(prompts, cfg.pool, seed), sampler.features(train_prompts, cfg.train_pool, seed + 1),
+    return (sampler.features(prompts, cfg.pool, seed), *_training_data(cfg, sampler, train_prompts, gold, seed))
+
+
+def _training_data(cfg: BestOfNConfig, sampler: PoolSampler, train_prompts: list[str], gold: Any,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(features, gold) of the learned proxy's training pools: sampled with seed + 1, so they are
+    never the evaluated pool's samples."""
+    return (sampler.features(train_prompts, cfg.train_pool, seed + 1),
             sampler.scores(gold, train_prompts, cfg.train_pool, seed + 1))
+
+
+def _fit(cfg: BestOfNConfig, train_features: np.ndarray, train_gold: np.ndarray,
+         rng: np.random.Generator) -> BradleyTerryHead:
+    """The Bradley–Terry head on `cfg.proxy_pairs` comparisons drawn with `rng`."""
+    from goodhartlab.text.learned import comparison_pairs, fit_bradley_terry
+
+    pairs = comparison_pairs(len(train_gold), cfg.train_pool, cfg.proxy_pairs, rng)
+    return fit_bradley_terry(train_features, train_gold, pairs)
 
 
 def _fit_and_score(cfg: BestOfNConfig, features: np.ndarray, train_features: np.ndarray, train_gold: np.ndarray,
                    rng: np.random.Generator) -> np.ndarray:
     """Draw `cfg.proxy_pairs` comparisons with `rng`, fit the Bradley–Terry head on them, score `features`."""
-    from goodhartlab.text.learned import comparison_pairs, fit_bradley_terry
-
-    pairs = comparison_pairs(len(train_gold), cfg.train_pool, cfg.proxy_pairs, rng)
-    weights, mean, scale = fit_bradley_terry(train_features, train_gold, pairs)
-    scores: np.ndarray = ((features - mean) / scale) @ weights
+    scores: np.ndarray = _fit(cfg, train_features, train_gold, rng).reward(features)
     return scores
+
+
+def learned_reward(config: dict[str, Any], seed: int) -> Scorer:
+    """The learned proxy of a best-of-n study with this config and seed, as a scorer of new responses.
+
+    Same training prompts, pools and draw of pairs, so an RL run against it optimizes the very
+    reward model that study selects with; it reads responses through the policy copy that gave its
+    training features, frozen."""
+    from goodhartlab.text.learned import LearnedReward, PolicyFeatures
+    from goodhartlab.text.tasks import make_task
+
+    cfg = parse_config(BestOfNConfig, {**config, "proxy": LEARNED})
+    task = make_task(cfg.task)
+    sampler = PoolSampler(cfg)
+    train_prompts = _prompts(cfg, task, sampler, seed)[1]
+    head = _fit(cfg, *_training_data(cfg, sampler, train_prompts, task.gold(), seed), np.random.default_rng(seed))
+    _say(f"trained the Bradley–Terry proxy on {cfg.proxy_pairs} gold-labelled pairs")
+    return LearnedReward(head, PolicyFeatures(sampler.sampling_model, sampler.tokenizer),
+                         version=_learned_proxy_name(cfg))
+
+
+def _learned_proxy_name(cfg: BestOfNConfig) -> str:
+    return f"bradley-terry on policy features ({cfg.proxy_pairs} pairs)"
 
 
 def _prompts(cfg: BestOfNConfig, task: Any, sampler: PoolSampler, seed: int) -> tuple[list[str], list[str]]:

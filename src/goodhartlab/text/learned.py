@@ -8,6 +8,7 @@ can be pushed before it stops tracking gold. The gold scorer reads the text with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -62,9 +63,23 @@ def comparison_pairs(prompts: int, pool: int, count: int, rng: np.random.Generat
     return np.stack([prompt, upper[0][pair], upper[1][pair]], axis=1)
 
 
+@dataclass(frozen=True)
+class BradleyTerryHead:
+    """A linear reward on standardized features; `reward` is the logit of 'this one is better'
+    up to the pair's other side."""
+
+    weights: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def reward(self, features: np.ndarray) -> np.ndarray:
+        rewards: np.ndarray = ((features - self.mean) / self.scale) @ self.weights
+        return rewards
+
+
 def fit_bradley_terry(features: np.ndarray, gold: np.ndarray, pairs: np.ndarray, *, l2: float = 1e-2
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(weights, mean, scale) from comparisons labelled by gold.
+                      ) -> BradleyTerryHead:
+    """The head that comparisons labelled by gold give.
 
     `features` is (prompts, pool, width) and `gold` (prompts, pool); each comparison enters in both
     orders, so the logistic fit has no reason for a bias and the reward is antisymmetric in the pair.
@@ -77,4 +92,19 @@ def fit_bradley_terry(features: np.ndarray, gold: np.ndarray, pairs: np.ndarray,
     a_wins = (gold[prompt, a] > gold[prompt, b]).astype(float)
     weights, _ = fit_logistic(np.concatenate([difference, -difference]), np.concatenate([a_wins, 1 - a_wins]),
                               l2=l2)
-    return weights, mean, scale
+    return BradleyTerryHead(weights, mean, scale)
+
+
+class LearnedReward:
+    """A fitted head as a scorer of any response, for an optimizer that writes new ones (RL).
+
+    The features come from `encoder`, which must be the model the head's training features came
+    from, in the same precision, and stays frozen: the reward model does not move with the policy."""
+
+    name = "learned"
+
+    def __init__(self, head: BradleyTerryHead, encoder: PolicyFeatures, *, version: str) -> None:
+        self.head, self.encoder, self.version = head, encoder, version
+
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        return self.head.reward(self.encoder.encode(prompts, responses))

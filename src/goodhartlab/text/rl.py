@@ -19,6 +19,7 @@ from typing import Any
 
 from goodhartlab.lab.store import RunResult
 from goodhartlab.lab.studies import parse_config
+from goodhartlab.text.bestofn import LEARNED
 from goodhartlab.text.scorers import Scorer
 
 TRAINERS = ("grpo", "rloo")
@@ -52,7 +53,7 @@ class RLConfig:
     examples/text-rl.yaml holds settings that reach a hacked policy within 20 steps."""
 
     task: str = "sentiment"
-    proxy: str = "vader"
+    proxy: str = "vader"  # a lexicon, or "learned": the best-of-n study's Bradley–Terry reward model
     policy: str = "smollm2-135m-instruct"  # or a local model folder (what `save_pretrained` writes)
     trainer: str = "grpo"
     prompts: int = 64
@@ -65,14 +66,24 @@ class RLConfig:
     temperature: float = 1.0
     gold_every: int = 5
     log_dir: str | None = None  # keep the run log (runlog.jsonl, summary.json) here; default: a temporary folder
+    # The learned proxy's data, as in a best-of-n study (BestOfNConfig): its training samples are
+    # max_completion_length tokens long, like the completions it will score.
+    proxy_pairs: int = 256
+    train_prompts: int = 0  # prompts (disjoint from the ones trained on) its pairs come from; 0: one per pair
+    train_pool: int = 2
 
     def __post_init__(self) -> None:
         from goodhartlab.text.scorers import PROXIES
         from goodhartlab.text.tasks import TASKS
 
         _task_factory(self.task)
-        if self.task in TASKS and self.proxy not in PROXIES:
-            raise ValueError(f"unknown proxy {self.proxy!r}; known: {', '.join(PROXIES)}")
+        if self.proxy == LEARNED:
+            if self.task not in TASKS:
+                raise ValueError(f"the learned proxy is trained on a built-in task's gold; task {self.task!r} is "
+                                 f"not one ({', '.join(TASKS)})")
+            self.learned_proxy_config()  # its data checked now, before a model loads
+        elif self.task in TASKS and self.proxy not in PROXIES:
+            raise ValueError(f"unknown proxy {self.proxy!r}; known: {', '.join((*PROXIES, LEARNED))}")
         if self.trainer not in TRAINERS:
             raise ValueError(f"unknown trainer {self.trainer!r}; known: {', '.join(TRAINERS)}")
         if not self.beta > 0:
@@ -91,6 +102,16 @@ class RLConfig:
             raise ValueError(f"batch_size ({self.batch_size} completions per step) must be a multiple of "
                              f"num_generations ({self.num_generations})")
 
+    def learned_proxy_config(self) -> dict[str, Any]:
+        """The best-of-n config whose learned proxy this run optimizes: the same policy, prompts
+        and response length, so its training prompts are disjoint from the ones RL trains on."""
+        from goodhartlab.text.bestofn import BestOfNConfig
+
+        config: dict[str, Any] = dict(task=self.task, proxy=LEARNED, policy=self.policy, prompts=self.prompts,
+                      max_new_tokens=self.max_completion_length, temperature=self.temperature,
+                      proxy_pairs=self.proxy_pairs, train_prompts=self.train_prompts, train_pool=self.train_pool)
+        return asdict(BestOfNConfig(**config))  # resolved: it names the training prompts it samples
+
 
 def rl_study(config: dict[str, Any], seed: int) -> RunResult:
     """A runner task: RL on the task's prompts against its proxy, with gold, KL and the RL-form law."""
@@ -102,7 +123,13 @@ def rl_study(config: dict[str, Any], seed: int) -> RunResult:
         from goodhartlab.text.tasks import policy_prompts
 
         prompts = policy_prompts(task, prompts, load_tokenizer(cfg.policy))
-    return train_rl(cfg, seed, prompts=prompts, proxy=task.proxy(cfg.proxy), gold=task.gold())
+    if cfg.proxy == LEARNED:
+        from goodhartlab.text.bestofn import learned_reward
+
+        proxy = learned_reward(cfg.learned_proxy_config(), seed)
+    else:
+        proxy = task.proxy(cfg.proxy)
+    return train_rl(cfg, seed, prompts=prompts, proxy=proxy, gold=task.gold())
 
 
 def train_rl(cfg: RLConfig, seed: int, *, prompts: list[str], proxy: Scorer, gold: Scorer) -> RunResult:
