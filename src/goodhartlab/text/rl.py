@@ -107,10 +107,11 @@ class RLConfig:
         and response length, so its training prompts are disjoint from the ones RL trains on."""
         from goodhartlab.text.bestofn import BestOfNConfig
 
-        config: dict[str, Any] = dict(task=self.task, proxy=LEARNED, policy=self.policy, prompts=self.prompts,
-                      max_new_tokens=self.max_completion_length, temperature=self.temperature,
-                      proxy_pairs=self.proxy_pairs, train_prompts=self.train_prompts, train_pool=self.train_pool)
-        return asdict(BestOfNConfig(**config))  # resolved: it names the training prompts it samples
+        config = BestOfNConfig(task=self.task, proxy=LEARNED, policy=self.policy, prompts=self.prompts,
+                               max_new_tokens=self.max_completion_length, temperature=self.temperature,
+                               proxy_pairs=self.proxy_pairs, train_prompts=self.train_prompts,
+                               train_pool=self.train_pool)
+        return asdict(config)  # resolved: it names the training prompts it samples
 
 
 def rl_study(config: dict[str, Any], seed: int) -> RunResult:
