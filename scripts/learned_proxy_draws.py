@@ -58,7 +58,9 @@ for config in configs:
     draw_falls = draws["gold"].max(axis=1) - draws["gold"][:, -1]
     turned = draw_peaks < len(draws["ns"]) - 1
     turn_ns = [draws["ns"][i] for i in draw_peaks[turned]]
-    turns = f"{turned.sum()} / {len(turned)}" + (f" ({min(turn_ns)}–{max(turn_ns)})" if turn_ns else "")
+    where = "" if not turn_ns else f" ({min(turn_ns)})" if min(turn_ns) == max(turn_ns) else \
+        f" ({min(turn_ns)}–{max(turn_ns)})"
+    turns = f"{turned.sum()} / {len(turned)}{where}"
     print(f"| {pairs:,} | {draws['ns'][peak]} | {gold[peak]:.3f} | {gold[-1]:.3f} | {gold[peak] - gold[-1]:.3f} "
           f"| {spread} | {turns} | {(draw_falls > 0.02).sum()} / {len(draw_falls)} | {draw_falls.mean():.4f} "
           f"| {draws['words'][:, -1].mean():.1f} |", flush=True)
