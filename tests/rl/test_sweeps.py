@@ -34,19 +34,23 @@ def sweep(tmp_path: Path, envs: dict[str, str]) -> dict[str, Curve]:
 
 @pytest.mark.slow
 def test_training_longer_raises_the_proxy_and_lowers_the_true_reward(tmp_path: Path) -> None:
+    """PPO amplifies the last bit of a matrix product, and MKL picks its kernels by CPU: the same
+    seeds train other agents on another machine. What holds on every CPU tried is asserted: both
+    curves turn while the proxy climbs, and glucose's decline is significant at three seeds. The
+    epidemic's fall is significant, and sharp, on some CPUs only (docs/rl.md)."""
     curves = sweep(tmp_path, {"epidemic": "goodhartlab/Epidemic-v0", "glucose": "goodhartlab/Glucose-v0",
                               "control": "goodhartlab/TrafficMergeControl-v0"})
     for name in ("epidemic", "glucose"):
         curve = curves[name]
         assert curve.seeds == 3
-        peak, onset = find_peak(curve), find_onset(curve)
+        peak = find_peak(curve)
         proxy, true = curve.mean_proxy(), curve.mean_gold()
         at_peak = int(np.flatnonzero(curve.pressure == peak.pressure)[0])
         assert proxy[-1] > proxy[at_peak] > proxy[0], (name, proxy)
         assert true[-1] < true[at_peak], (name, true)
-        assert onset.pressure is not None and onset.pressure > peak.pressure, (name, onset)
-    transition = detect_transition(curves["epidemic"])
-    assert transition.detected, transition
+    onset = find_onset(curves["glucose"])
+    assert onset.pressure is not None and onset.pressure > find_peak(curves["glucose"]).pressure, onset
+    assert not detect_transition(curves["glucose"]).detected  # a gradual decline, not a sharp drop
     assert not detect_transition(curves["control"]).detected
     np.testing.assert_array_equal(curves["control"].proxy, curves["control"].gold)
 
