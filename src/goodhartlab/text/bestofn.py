@@ -497,16 +497,8 @@ def _learned_proxy_scores(cfg: BestOfNConfig, sampler: PoolSampler, prompts: lis
     """Scores of the evaluated pool under a Bradley–Terry proxy trained on gold-labelled pairs of
     responses to `train_prompts`, and the proxy's name. Features come from the pool cache, so a sweep
     over the number of pairs encodes each response once."""
-    scores = _fit_and_score(cfg, *_learned_proxy_inputs(cfg, sampler, prompts, train_prompts, gold, seed),
-                            np.random.default_rng(seed))
-    _say(f"trained the Bradley–Terry proxy on {cfg.proxy_pairs} gold-labelled pairs")
-    return scores, _learned_proxy_name(cfg)
-
-
-def _learned_proxy_inputs(cfg: BestOfNConfig, sampler: PoolSampler, prompts: list[str], train_prompts: list[str],
-                          gold: Any, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features of the evaluated pool, features of the training pool, gold of the training pool)."""
-    return (sampler.features(prompts, cfg.pool, seed), *_training_data(cfg, sampler, train_prompts, gold, seed))
+    head = _trained_head(cfg, sampler, train_prompts, gold, seed)
+    return head.reward(sampler.features(prompts, cfg.pool, seed)), _learned_proxy_name(cfg)
 
 
 def _training_data(cfg: BestOfNConfig, sampler: PoolSampler, train_prompts: list[str], gold: Any,
@@ -526,11 +518,12 @@ def _fit(cfg: BestOfNConfig, train_features: np.ndarray, train_gold: np.ndarray,
     return fit_bradley_terry(train_features, train_gold, pairs)
 
 
-def _fit_and_score(cfg: BestOfNConfig, features: np.ndarray, train_features: np.ndarray, train_gold: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray:
-    """Draw `cfg.proxy_pairs` comparisons with `rng`, fit the Bradley–Terry head on them, score `features`."""
-    scores: np.ndarray = _fit(cfg, train_features, train_gold, rng).reward(features)
-    return scores
+def _trained_head(cfg: BestOfNConfig, sampler: PoolSampler, train_prompts: list[str], gold: Any,
+                  seed: int) -> BradleyTerryHead:
+    """The study's own head: its training data, and the draw of pairs of its seed."""
+    head = _fit(cfg, *_training_data(cfg, sampler, train_prompts, gold, seed), np.random.default_rng(seed))
+    _say(f"trained the Bradley–Terry proxy on {cfg.proxy_pairs} gold-labelled pairs")
+    return head
 
 
 def learned_reward(config: dict[str, Any], seed: int) -> Scorer:
@@ -545,9 +538,7 @@ def learned_reward(config: dict[str, Any], seed: int) -> Scorer:
     cfg = parse_config(BestOfNConfig, {**config, "proxy": LEARNED})
     task = make_task(cfg.task)
     sampler = PoolSampler(cfg)
-    train_prompts = _prompts(cfg, task, sampler, seed)[1]
-    head = _fit(cfg, *_training_data(cfg, sampler, train_prompts, task.gold(), seed), np.random.default_rng(seed))
-    _say(f"trained the Bradley–Terry proxy on {cfg.proxy_pairs} gold-labelled pairs")
+    head = _trained_head(cfg, sampler, _prompts(cfg, task, sampler, seed)[1], task.gold(), seed)
     return LearnedReward(head, PolicyFeatures(sampler.sampling_model, sampler.tokenizer),
                          version=_learned_proxy_name(cfg))
 
@@ -641,10 +632,11 @@ def learned_proxy_draws(config: dict[str, Any], seed: int, draws: int) -> dict[s
     prompts, train_prompts = _prompts(cfg, task, sampler, seed)
     gold_scores = sampler.scores(gold, prompts, cfg.pool, seed)
     words = _word_counts(sampler.pools(prompts, cfg.pool, seed))
-    inputs = _learned_proxy_inputs(cfg, sampler, prompts, train_prompts, gold, seed)  # read once for all draws
+    features = sampler.features(prompts, cfg.pool, seed)  # read once for all draws
+    training = _training_data(cfg, sampler, train_prompts, gold, seed)
     gold_curves, word_curves = [], []
     for draw in range(draws):
-        scores = _fit_and_score(cfg, *inputs, np.random.default_rng(draw))
+        scores = _fit(cfg, *training, np.random.default_rng(draw)).reward(features)
         gold_curves.append(bestofn_curve(scores, gold_scores, cfg.ns()).gold)
         word_curves.append(bestofn_curve(scores, words, cfg.ns()).gold)
     return {"ns": cfg.ns(), "gold": np.array(gold_curves), "words": np.array(word_curves)}
