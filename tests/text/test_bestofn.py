@@ -346,6 +346,19 @@ def test_scoring_stopped_part_way_resumes_from_the_chunks_it_finished(sampler_in
     assert not any(".from-" in path.name for path in (tmp_path / "cache" / "pools").iterdir())  # tidied
 
 
+def test_chunks_left_by_a_run_stopped_after_writing_the_whole_go_on_the_next_read(
+        sampler_in_chunks_of_3: Any, tmp_path: Path) -> None:
+    from goodhartlab.text.bestofn import _chunk_path, _save_array
+
+    sampler, prompts = sampler_in_chunks_of_3, ["the hotel was", "the staff"]
+    scores = sampler.scores(VaderProxy(), prompts, 4, 0)
+    (target,) = (tmp_path / "cache" / "pools").glob("*.scores-*.npy")
+    for start in (0, 3):  # as if the run had died between writing the whole and deleting its chunks
+        _save_array(_chunk_path(target, start), np.zeros(3))
+    np.testing.assert_array_equal(sampler.scores(VaderProxy(), prompts, 4, 0), scores)
+    assert not any(".from-" in path.name for path in (tmp_path / "cache" / "pools").iterdir())
+
+
 def test_a_chunk_of_another_length_is_done_again(tmp_path: Path) -> None:
     from goodhartlab.text.bestofn import _chunk_path, _finished_chunk, _save_array
 

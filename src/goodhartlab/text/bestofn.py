@@ -15,6 +15,7 @@ finished nor loses what it had done.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -181,9 +182,23 @@ def _in_chunks(what: str, prompts: list[str], responses: list[str],
         progress(min(start + CHUNK_RESPONSES, len(responses)))
     whole = finish(np.concatenate([parts[start] for start in starts]))
     _save_array(target, whole)
-    for start in starts:
-        _chunk_path(target, start).unlink(missing_ok=True)
+    _drop_chunks(target)
     return whole
+
+
+def _cached_array(target: Path) -> np.ndarray | None:
+    """The whole array if a run finished it, else None. Chunks a run left when it stopped between
+    writing the whole and deleting them go now."""
+    if not target.exists():
+        return None
+    _drop_chunks(target)
+    _mark_used(target)
+    return np.load(target)
+
+
+def _drop_chunks(target: Path) -> None:
+    for chunk in target.parent.glob(f"{glob.escape(target.name)}.from-*.npy"):
+        chunk.unlink(missing_ok=True)
 
 
 def _chunk_path(target: Path, start: int) -> Path:
@@ -261,9 +276,8 @@ class PoolSampler:
         from goodhartlab.text.learned import PolicyFeatures
 
         path = self._path(prompts, pool, seed)[0].with_suffix(".features.npy")
-        if path.exists():
-            _mark_used(path)
-            return np.load(path)
+        if (cached := _cached_array(path)) is not None:
+            return cached
         pools = self.pools(prompts, pool, seed)
         encoder = PolicyFeatures(self.sampling_model, self.policy[1])
         return _in_chunks("encoding with the policy:", *_flatten(prompts, pools), encoder.encode, path,
@@ -274,9 +288,8 @@ class PoolSampler:
         version: the variants of a study share the gold, whose encoder is the slow part of scoring."""
         identity = hashlib.sha256(f"{scorer.name}\n{scorer.version}".encode()).hexdigest()[:12]
         path = self._path(prompts, pool, seed)[0].with_suffix(f".scores-{identity}.npy")
-        if path.exists():
-            _mark_used(path)
-            return np.load(path)
+        if (cached := _cached_array(path)) is not None:
+            return cached
         pools = self.pools(prompts, pool, seed)
         return _in_chunks(f"scoring with {scorer.name}:", *_flatten(prompts, pools), scorer.score, path,
                           lambda flat: flat.astype(np.float64).reshape(len(prompts), pool))
