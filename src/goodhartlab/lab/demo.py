@@ -17,7 +17,7 @@ STUDIES = {
         "Best-of-n: regressional vs extremal Goodhart",
         "Gold ~ N(0,1); the proxy adds Gaussian noise (regressional) or Student-t(1.5) noise "
         "(extremal). Best-of-n over a pool of 2,048 per prompt, 200 prompts, unbiased estimator. "
-        "Regressional gold rises monotonically (e_n/√2); extremal gold peaks near n = 16 and "
+        "Regressional gold rises monotonically (e_n/√2); extremal gold peaks near n = 8 and "
         "falls back toward 0. The dotted lines are the fitted best-of-n law on all data and on "
         "early data only (n ≤ 16, shaded), whose predicted peak is checked against the later "
         "points.",
