@@ -47,3 +47,19 @@ def test_error_correlation_of_identical_members_is_one():
     result = error_correlation(members, gold)
     assert result.mean_pairwise == pytest.approx(1.0)
     assert result.effective_size == pytest.approx(1.0)
+
+
+def test_error_correlation_of_two_members_matches_spearman():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(2)
+    gold = rng.normal(size=400)
+    shared = rng.normal(size=400)
+    members = np.stack([gold + shared + rng.normal(size=400), gold + shared + rng.normal(size=400)])
+    result = error_correlation(members, gold)
+    design = np.column_stack([np.ones_like(gold), gold])
+    errors = members - (design @ np.linalg.lstsq(design, members.T, rcond=None)[0]).T
+    assert result.matrix.shape == (2, 2)
+    assert result.mean_pairwise == pytest.approx(spearmanr(errors[0], errors[1]).statistic)
+    assert 0.3 < result.mean_pairwise < 0.7  # half of each error is shared
+    assert result.effective_size == pytest.approx(2 / (1 + result.mean_pairwise))

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import spearmanr
+from scipy.stats import rankdata
 
 from goodhartlab.measure._checks import as_finite
 
@@ -127,7 +127,8 @@ def error_correlation(member_scores: ArrayLike, gold: ArrayLike) -> ErrorCorrela
     design = np.column_stack([np.ones_like(target), target])
     coef, *_ = np.linalg.lstsq(design, scores.T, rcond=None)
     errors = scores - (design @ coef).T
-    matrix = np.atleast_2d(spearmanr(errors, axis=1).statistic)
+    ranks = rankdata(errors, axis=1)  # Spearman's ρ is Pearson's on ranks; spearmanr gives a scalar for 2 members
+    matrix = np.corrcoef(ranks)
     mean_pairwise = float(matrix[~np.eye(k, dtype=bool)].mean())
     effective = k / (1 + (k - 1) * max(mean_pairwise, -1 / (k - 1) + 1e-12))
     return ErrorCorrelation(matrix, mean_pairwise, float(np.clip(effective, 1.0, k)))
