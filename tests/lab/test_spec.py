@@ -46,6 +46,14 @@ def test_variants_override_the_base_config(tmp_path: Path) -> None:
     ("study: s\ntask: capability_sweep\nconfig: {axis: height}\n", "axis 'height'"),
     ("task: tabular_training\n", "field 'study'"),
     ("[1, 2", "not valid YAML"),
+    (BASE.replace("episodes: 20", "episodez: 20") + "variants:\n  - {name: a, config: {learn_from: 'true'}}\n",
+     r"field 'config':.*episodez"),  # the typo is in the base config, not in the variant that extends it
+    (BASE + "variants:\n  - {name: a, config: {learn_from: 'true', colour: red}}\n",
+     r"field 'variants\[0\]\.config':.*colour"),
+    (BASE.replace("seeds: 2", "seeds: [0, 1, 0]"), "field 'seeds'.*seed\\(s\\) 0 more than once"),
+    (BASE + "variants:\n  - {name: a}\n  - {name: a, config: {learn_from: 'true'}}\n", r"variants\[1\] has the name"),
+    (BASE + "variants:\n  - {name: a}\n  - {name: b, config: {episodes: 20}}\n",
+     r"variants\[1\].*same config as variants\[0\]"),
 ])
 def test_bad_specs_name_file_and_field(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(SpecError, match=message) as error:

@@ -16,6 +16,7 @@ leaves half a study in the store.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import yaml
 
 from goodhartlab.lab.runner import RunSpec, resolve_task
+from goodhartlab.lab.store import run_id
 
 TASKS = {  # name in a spec -> (the task, the config dataclass in the same module that checks its fields)
     "capability_sweep": ("goodhartlab.rl.sweeps:capability_sweep", "CapabilitySweepConfig"),
@@ -89,13 +91,20 @@ def load_spec(path: str | Path) -> Spec:
         seeds = list(seeds_field)
     else:
         raise SpecError(f"{where}: field 'seeds' must be a positive count or a list of integers, got {seeds_field!r}")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise SpecError(f"{where}: field 'seeds' lists seed(s) {', '.join(map(str, repeated))} more than once; "
+                        "a seed gives the same run every time")
     base = data.get("config", {}) or {}
     if not isinstance(base, dict):
         raise SpecError(f"{where}: field 'config' must be a mapping of the task's settings")
     variants = data.get("variants") or [{"name": data["study"], "config": {}}]
     if not isinstance(variants, list):
         raise SpecError(f"{where}: field 'variants' must be a list of {{name, config}} mappings")
+    _check_field_names(where, "config", task, base)
     runs = []
+    first_of_config: dict[str, int] = {}
+    first_of_name: dict[str, int] = {}
     for i, variant in enumerate(variants):
         if not isinstance(variant, dict) or not isinstance(variant.get("name"), str):
             raise SpecError(f"{where}: variants[{i}] needs a 'name' (string) and optionally a 'config' mapping")
@@ -104,12 +113,32 @@ def load_spec(path: str | Path) -> Spec:
             raise SpecError(f"{where}: variants[{i}] has unknown field(s) {', '.join(extra)}")
         if not isinstance(variant.get("config") or {}, dict):
             raise SpecError(f"{where}: variants[{i}].config must be a mapping of the task's settings")
+        _check_field_names(where, f"variants[{i}].config", task, variant.get("config") or {})
         config = {**base, **(variant.get("config") or {})}
         _check_config(where, f"variants[{i}].config" if variant.get("config") else "config", task, config)
+        if (same := first_of_name.setdefault(variant["name"], i)) != i:
+            raise SpecError(f"{where}: variants[{i}] has the name of variants[{same}] ({variant['name']!r}); "
+                            "the report tells variants apart by name")
+        if (same := first_of_config.setdefault(run_id(data["study"], task, config, 0), i)) != i:
+            raise SpecError(f"{where}: variants[{i}] ({variant['name']!r}) has the same config as variants[{same}]; "
+                            "it would be the same runs: change a setting or remove it")
         runs += [RunSpec(data["study"], variant["name"], task, config, seed) for seed in seeds]
     meta = {"log_x": bool(data.get("log_x", False))}
     return Spec(data["study"], str(data.get("title", data["study"])), str(data.get("description", "")), task,
                 runs, meta)
+
+
+def _check_field_names(where: str, field_name: str, task: str, config: dict[str, Any]) -> None:
+    """Unknown settings, named where they are written: in the base config or in a variant's."""
+    module = importlib.import_module(task.partition(":")[0])
+    config_class = getattr(module, CONFIG_CLASSES.get(task, ""), None)
+    if config_class is None:
+        return
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise SpecError(f"{where}: field '{field_name}': {config_class.__name__} has no field(s) "
+                        f"{', '.join(unknown)}; known: {', '.join(sorted(known))}")
 
 
 def _check_config(where: str, field_name: str, task: str, config: dict[str, Any]) -> None:
