@@ -51,6 +51,15 @@ def test_failed_run_is_reported_and_not_stored(tmp_path):
         assert [r.variant for r in store.runs()] == ["ok"]
 
 
+def test_runs_in_flight_when_another_fails_are_kept(tmp_path):
+    runs = [RunSpec("s", "slow", "tests.lab.tasks:bestofn_task", {"sleep": 1.5}, 0),
+            RunSpec("s", "bad", "tests.lab.tasks:failing_task", {}, 0)]
+    with pytest.raises(RuntimeError, match="s/bad/seed=0 failed"):
+        run_sweep(runs, tmp_path / "r.sqlite", workers=2, progress=False)
+    with ResultsStore(tmp_path / "r.sqlite") as store:  # the slow run finished after the failure
+        assert [r.variant for r in store.runs()] == ["slow"]
+
+
 def test_duplicate_runs_and_bad_tasks_are_rejected(tmp_path):
     spec = RunSpec("s", "v", "tests.lab.tasks:bestofn_task", {}, 0)
     with pytest.raises(ValueError, match="twice"):

@@ -59,7 +59,7 @@ def resolve_task(task: str) -> Task:
 
 
 class RunFailed(RuntimeError):
-    """A run raised; the finished runs before it are kept in the store."""
+    """A run raised; the runs that finished before it, or while it was failing, are kept in the store."""
 
 
 def _execute(spec: RunSpec) -> tuple[RunResult, float]:
@@ -119,14 +119,20 @@ def run_sweep(runs: Sequence[RunSpec], store_path: str | Path, *, workers: int =
                                          initargs=(workers,)) as pool:
                     futures: dict[Future[tuple[RunResult, float]], RunSpec] = {
                         pool.submit(_execute, spec): spec for spec in pending}
+                    failure: Exception | None = None
                     while futures:
                         finished, _ = wait(futures, return_when=FIRST_COMPLETED)
                         for future in finished:
                             spec = futures.pop(future)
+                            if future.cancelled():
+                                continue
                             try:
                                 save(spec, *future.result())
-                            except Exception:
-                                for other in futures:
-                                    other.cancel()
-                                raise
+                            except Exception as error:  # runs not started are dropped; running ones are kept
+                                if failure is None:
+                                    failure = error
+                                    for other in futures:
+                                        other.cancel()
+                    if failure is not None:
+                        raise failure
     return SweepSummary(len(pending), len(runs) - len(pending), time.perf_counter() - start)
