@@ -28,13 +28,16 @@ def _fit(args: argparse.Namespace) -> int:
         raise FitError(f"{args.log}: field 'gold': {error}") from None
     curve = log.curve()
     peak, onset = find_peak(curve), find_onset(curve)
+    # seeds aligned by step whose mean KL does not rise with it give a curve against steps
+    axis, axis_name = ("kl", "KL") if curve.pressure_kind != "steps" else ("step", "step")
     plot_path = Path(args.plot) if args.plot else Path(args.log).with_suffix(".fit.png")
     figure, gold_axis, proxy_axis = plots.new_figure()
     plots.draw_curve(gold_axis, proxy_axis, curve, Path(args.log).stem, "C0", peak, onset)
-    plots.draw_law(gold_axis, fit.to_dict(), float(curve.pressure.max()), "C3", f"{args.form} law")
-    plots.finish(figure, gold_axis, proxy_axis, "kl")
+    if axis == "kl":  # the law is a function of KL: it has no place on a steps axis
+        plots.draw_law(gold_axis, fit.to_dict(), float(curve.pressure.max()), "C3", f"{args.form} law")
+    plots.finish(figure, gold_axis, proxy_axis, curve.pressure_kind)
     figure.savefig(plot_path)
-    result = {**fit.to_dict(), "onset_kl": onset.pressure, "observed_peak_kl": peak.pressure,
+    result = {**fit.to_dict(), f"onset_{axis}": onset.pressure, f"observed_peak_{axis}": peak.pressure,
               "observed_peak_gold": peak.gold, "plot": str(plot_path), "notes": log.notes}
     if args.json:
         print(json.dumps(result))
@@ -51,8 +54,10 @@ def _fit(args: argparse.Namespace) -> int:
     else:
         print(f"  fitted peak: KL = {fit.peak_kl:.4g} nats {_ci((low, high))}, gold = "
               f"{fit.peak_gold:.4g}")
-    print(f"  observed peak: KL = {peak.pressure:.4g}, gold = {peak.gold:.4g}")
-    print(f"  onset: {'none' if onset.pressure is None else f'KL = {onset.pressure:.4g}'}")
+    if axis != "kl":
+        print("  the seeds' mean KL does not rise with their steps: the observed curve is against steps")
+    print(f"  observed peak: {axis_name} = {peak.pressure:.4g}, gold = {peak.gold:.4g}")
+    print(f"  onset: {'none' if onset.pressure is None else f'{axis_name} = {onset.pressure:.4g}'}")
     if fit.extrapolation is not None:
         e = fit.extrapolation
         print(f"  extrapolation beyond KL {args.max_kl}: RMSE {e.rmse:.4g} on {e.points_beyond} "

@@ -44,6 +44,21 @@ def test_fit_text_and_early_data(tmp_path, capsys):
     assert "fitted peak" in out and "extrapolation beyond KL 4" in out
 
 
+def test_fit_names_the_steps_axis_when_mean_kl_does_not_rise(tmp_path, capsys):
+    log = tmp_path / "run.csv"
+    write_rl_log(log)
+    rows = log.read_text().splitlines()
+    # every seed logs KL 0 at steps 0 and 20 (both with gold): aligned by step, the mean KL does not rise
+    rows = [",".join(["20", "0.0000", *row.split(",")[2:]]) if row.startswith("20,") else row for row in rows]
+    log.write_text("\n".join(rows) + "\n")
+    assert main(["fit", str(log), "--form", "rl", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "observed_peak_kl" not in result and "onset_kl" not in result
+    assert result["observed_peak_step"] in range(0, 400, 20)
+    assert main(["fit", str(log), "--form", "rl"]) == 0
+    assert "observed peak: step = " in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("", "is empty"),
     ("step,kl,gold\n1,0.1,0.1\n", "field 'proxy'"),

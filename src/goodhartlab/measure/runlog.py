@@ -61,8 +61,8 @@ class RunLog:
     def curve(self) -> Curve:
         """The gold-evaluated rows as a curve against KL.
 
-        Seeds that log the same steps are aligned by step, at the mean KL of that step (or at the
-        step itself where mean KL does not increase with it). Otherwise the rows are pooled and
+        Seeds that log the same steps are aligned by step, at the mean KL of that step (or against
+        steps, `pressure_kind` "steps", where mean KL does not increase with them). Otherwise the rows are pooled and
         rows with equal KL averaged.
         """
         rows = self.has_gold
@@ -73,8 +73,9 @@ class RunLog:
         if aligned:
             _, index = np.unique(steps, return_inverse=True)
             mean_kl = np.bincount(index, weights=kl) / np.bincount(index)
-            pressure = mean_kl[index] if np.all(np.diff(mean_kl) > 0) else steps
-            return Curve.from_points(pressure, proxy, gold, seeds, self.pressure_kind)
+            if np.all(np.diff(mean_kl) > 0):
+                return Curve.from_points(mean_kl[index], proxy, gold, seeds, self.pressure_kind)
+            return Curve.from_points(steps, proxy, gold, seeds, "steps")
         levels, index = np.unique(kl, return_inverse=True)
         counts = np.bincount(index)
         with np.errstate(invalid="ignore"):
