@@ -168,6 +168,10 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
         if None in record:
             raise RunLogError(path, f"has {len(header) + len(record[None])} cells but the header "
                               f"names {len(header)}", line)
+        if None in record.values():  # cells are matched by position: a short row may have shifted
+            cells = sum(value is not None for value in record.values())
+            raise RunLogError(path, f"has {cells} cells but the header names {len(header)}; leave a cell "
+                              "empty (',,') where a value was not logged", line)
         yield line, {key.strip(): value for key, value in record.items()}
 
 
@@ -181,13 +185,23 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, Mapping[str, Any]]
         except json.JSONDecodeError as error:
             raise RunLogError(path, f"is not valid JSON ({error.msg} at column {error.colno})",
                               label) from None
-        if not isinstance(record, dict):
-            raise RunLogError(path, f"expected a JSON object per line, got {type(record).__name__}",
-                              label)
-        missing = [name for name in REQUIRED if name not in record]
-        if missing and not (missing == ["gold"]):  # gold may be absent between evaluations
-            raise RunLogError(path, f"lacks the key(s) {', '.join(missing)}", label, missing[0])
-        yield label, record
+        yield label, _checked_record(path, label, record, "per line")
+
+
+def _list_rows(path: Path, items: list[Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """A JSON list of rows: they are named by their place in the list, which need not be a line."""
+    for number, item in enumerate(items, start=1):
+        label = f"row {number} of the list"
+        yield label, _checked_record(path, label, item, "per row")
+
+
+def _checked_record(path: Path, label: str, record: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(record, dict):
+        raise RunLogError(path, f"expected a JSON object {where}, got {type(record).__name__}", label)
+    missing = [name for name in REQUIRED if name not in record]
+    if missing and not (missing == ["gold"]):  # gold may be absent between evaluations
+        raise RunLogError(path, f"lacks the key(s) {', '.join(missing)}", label, missing[0])
+    return record
 
 
 def _trl_rows(path: Path, state: Mapping[str, Any], gold_key: str | None,
@@ -260,8 +274,7 @@ def read_run_log(path: str | Path, *, gold_key: str | None = None) -> RunLog:
             if isinstance(document, dict):
                 return _build(source, _trl_rows(source, document, gold_key, notes), notes)
             if isinstance(document, list):
-                lines = "\n".join(json.dumps(item) for item in document)
-                return _build(source, _jsonl_rows(source, lines), notes)
+                return _build(source, _list_rows(source, document), notes)
             raise RunLogError(source, "expected a trainer_state.json object or a list of rows")
     except csv.Error as error:
         raise RunLogError(source, f"is not valid CSV ({error})") from None
