@@ -57,3 +57,12 @@ def test_curve_validation():
         Curve(np.array([0.0, 0.0]), np.zeros((1, 2)), np.zeros((1, 2)))
     with pytest.raises(ValueError, match="shape"):
         Curve(np.array([0.0, 1.0]), np.zeros((1, 3)), np.zeros((1, 2)))
+
+
+def test_a_fall_on_one_seed_with_too_few_levels_to_estimate_noise_is_not_significant():
+    curve = Curve(np.array([0.0, 1.0, 2.0]), np.array([[0.0, 1.0, 2.0]]), np.array([[0.0, 1.0, 0.999]]))
+    assert np.isnan(curve.gold_noise()).all()
+    result = detect_transition(curve)
+    assert not result.detected and np.isnan(result.drop_z)
+    assert "noise unknown" in str(result)
+    assert find_onset(curve).pressure is None

@@ -71,7 +71,8 @@ class Curve:
 
         Several seeds: the within-level variance pooled over levels, divided by the seeds present.
         One seed: σ from the median absolute second difference (white noise has Var = 6σ²), which
-        a single sharp drop barely moves.
+        a single sharp drop barely moves; with fewer than 4 levels it cannot be estimated (NaN), so
+        no fall counts as significant.
         """
         present = (~np.isnan(self.gold)).sum(axis=0)
         if self.seeds >= 2 and (present >= 2).any():
@@ -81,7 +82,7 @@ class Curve:
             return sigma / np.sqrt(np.maximum(present, 1))
         series = self.mean_gold()
         if series.size < 4:
-            return np.zeros_like(series)
+            return np.full_like(series, np.nan)
         second = np.diff(series, 2)
         sigma = 1.4826 * np.median(np.abs(second - np.median(second))) / np.sqrt(6.0)
         return np.full_like(series, sigma)

@@ -106,6 +106,8 @@ class TransitionTest:
         if self.between is None:
             return "no decline after the peak"
         verdict = "phase transition" if self.detected else "no phase transition"
+        if np.isnan(self.drop_z):
+            verdict += " (noise unknown: one seed and fewer than 4 levels)"
         return (f"{verdict}: gold falls {self.sharp_drop:.3g} between {self.between[0]:.4g} and "
                 f"{self.between[1]:.4g} ({self.share_of_decline:.0%} of the decline, "
                 f"z = {self.drop_z:.1f}, proxy {'rising' if self.proxy_rising else 'falling'})")
@@ -142,7 +144,7 @@ def detect_transition(curve: Curve, *, alpha: float = 0.01, min_share: float = 0
     left, drop, share = found
     noise = curve.gold_noise()
     se = float(np.hypot(noise[left], noise[left + 1]))
-    drop_z = drop / se if se > 0 else np.inf
+    drop_z = drop / se if se > 0 else np.inf if se == 0 else np.nan  # NaN: the noise is unknown
     p_value = float(norm.sf(drop_z))
     proxy = curve.mean_proxy()
     proxy_change = proxy[left + 1] - proxy[left]
