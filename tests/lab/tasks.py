@@ -16,6 +16,11 @@ def bestofn_task(config: dict[str, Any], seed: int) -> RunResult:
                                          curve.gold.tolist())}, {"final_gold": float(curve.gold[-1])})
 
 
+def no_gold_task(config: dict[str, Any], seed: int) -> RunResult:
+    """A sweep on an environment without a true reward: the proxy is measured, gold is not."""
+    return RunResult({"proxy vs true": CurvePoints([1.0, 2.0, 3.0], [0.5, 0.7, 0.9], [None, None, None], "steps")})
+
+
 def failing_task(config: dict[str, Any], seed: int) -> RunResult:
     raise RuntimeError("planted failure")
 

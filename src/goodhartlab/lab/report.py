@@ -19,7 +19,7 @@ import numpy as np
 
 from goodhartlab import __version__
 from goodhartlab.lab import plots
-from goodhartlab.lab.store import ResultsStore, StoredRun
+from goodhartlab.lab.store import ResultsStore, StoredRun, replace_atomically
 from goodhartlab.measure.curve import Curve
 from goodhartlab.measure.transitions import detect_transition, find_onset, find_peak
 
@@ -55,25 +55,30 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def curves_by_name(store: ResultsStore, runs: list[StoredRun]) -> dict[str, dict[str, Curve]]:
-    """{curve name: {variant: Curve with one row per seed}}."""
-    gathered: dict[str, dict[str, list[tuple[float, float | None, float | None, int]]]] = \
-        defaultdict(lambda: defaultdict(list))
+def curves_by_name(store: ResultsStore, runs: list[StoredRun],
+                   skipped: list[str] | None = None) -> dict[str, dict[str, Curve]]:
+    """{curve name: {variant: Curve with one row per seed}} (`Curve.from_seeds` lines the seeds up).
+    A variant with gold at fewer than 2 pressures has no curve; `skipped` collects why."""
+    gathered: dict[str, dict[str, dict[int, tuple[list[float], list[float], list[float]]]]] = \
+        defaultdict(lambda: defaultdict(dict))
     kinds: dict[str, str] = {}
     for run in runs:
         for name, points in store.points(run.run_id).items():
             kinds[name] = points.pressure_kind
-            gathered[name][run.variant].extend(
-                (x, p, g, run.seed) for x, p, g in zip(points.pressure, points.proxy, points.gold,
-                                                       strict=True))
+            x, proxy, gold = gathered[name][run.variant].setdefault(run.seed, ([], [], []))
+            x.extend(points.pressure)
+            proxy.extend(np.nan if v is None else v for v in points.proxy)
+            gold.extend(np.nan if v is None else v for v in points.gold)
     curves: dict[str, dict[str, Curve]] = {}
     for name, variants in gathered.items():
-        curves[name] = {}
-        for variant, rows in variants.items():
-            x, proxy, gold, seeds = zip(*rows, strict=True)
-            as_float = [np.nan if v is None else v for v in proxy]
-            curves[name][variant] = Curve.from_points(
-                x, as_float, [np.nan if v is None else v for v in gold], seeds, kinds[name])
+        for variant, seeds in variants.items():
+            try:
+                curves.setdefault(name, {})[variant] = Curve.from_seeds(seeds, kinds[name])
+            except ValueError as error:
+                if skipped is not None:
+                    skipped.append(f"{name}, {variant}: no curve ({error}; gold is needed at 2 pressures or more)")
+        if not curves.get(name):
+            curves.pop(name, None)
     return curves
 
 
@@ -114,7 +119,8 @@ def _study_section(store: ResultsStore, study: str, title: str, description: str
     for run in runs:
         if "fit" in run.summary and run.variant not in fits_by_variant:
             fits_by_variant[run.variant] = run.summary
-    for name, variants in curves_by_name(store, runs).items():
+    skipped: list[str] = []
+    for name, variants in curves_by_name(store, runs, skipped).items():
         figure, gold_axis, proxy_axis = plots.new_figure()
         colors = plt.get_cmap("tab10")
         rows = []
@@ -134,10 +140,13 @@ def _study_section(store: ResultsStore, study: str, title: str, description: str
                      log_x=meta.get("log_x", False))
         parts.append(f"<figure>{plots.to_svg(figure)}<figcaption>{html.escape(name)}: gold "
                      "(solid, 95% band over seeds) and proxy (dashed, right axis); ▲ peak with its "
-                     "interval over seeds, dotted line onset.</figcaption></figure>")
+                     "interval over seeds, dotted line onset. Seeds measured at pressures of their own "
+                     "(the KL of RL or DPO checkpoints) are interpolated onto the pressures every seed "
+                     "reaches.</figcaption></figure>")
         parts.append(_table(["variant", "seeds", "peak", "peak interval", "gold at peak", "onset",
                              "onset interval", "onset frequency", "transition", "transition test"],
                             rows))
+    parts += [f"<p class='note'>{html.escape(reason)}</p>" for reason in skipped]
     fit_rows = _fit_rows(runs)
     if fit_rows:
         parts.append("<h3>Fitted laws (Gao et al. 2022), 95% bootstrap intervals over prompts</h3>")
@@ -170,6 +179,5 @@ def build_report(store_path: str | Path, out_path: str | Path) -> Path:
             f"<p class='note'>goodhartlab {__version__}, built {time.strftime('%Y-%m-%d %H:%M')} "
             f"from {html.escape(str(source))}.</p><ul>{toc}</ul>{''.join(sections)}</body></html>")
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    replace_atomically(out, lambda partial: partial.write_text(page, encoding="utf-8"))
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,17 +36,56 @@ class Curve:
     @classmethod
     def from_points(cls, pressure: ArrayLike, proxy: ArrayLike, gold: ArrayLike,
                     seed: ArrayLike | None = None, pressure_kind: str = "kl") -> Curve:
-        """Gather flat (pressure, proxy, gold, seed) points onto the grid of distinct pressures."""
+        """Gather flat (pressure, proxy, gold, seed) points onto the grid of distinct pressures;
+        a seed's points at one pressure are averaged (NaN where none of them was measured)."""
         x = np.asarray(pressure, dtype=np.float64)
         seeds = np.zeros(x.size, dtype=np.int64) if seed is None else np.asarray(seed)
         levels, level_index = np.unique(x, return_inverse=True)
         seed_ids, seed_index = np.unique(seeds, return_inverse=True)
         grids = []
         for values in (proxy, gold):
-            grid = np.full((seed_ids.size, levels.size), np.nan)
-            grid[seed_index, level_index] = np.asarray(values, dtype=np.float64)
-            grids.append(grid)
+            flat = np.asarray(values, dtype=np.float64)
+            measured = ~np.isnan(flat)
+            total = np.zeros((seed_ids.size, levels.size))
+            count = np.zeros((seed_ids.size, levels.size))
+            np.add.at(total, (seed_index[measured], level_index[measured]), flat[measured])
+            np.add.at(count, (seed_index[measured], level_index[measured]), 1)
+            with np.errstate(invalid="ignore"):
+                grids.append(np.where(count > 0, total / count, np.nan))
         return cls(levels, grids[0], grids[1], pressure_kind)
+
+    @classmethod
+    def from_seeds(cls, series: Mapping[int, tuple[ArrayLike, ArrayLike, ArrayLike]],
+                   pressure_kind: str = "kl") -> Curve:
+        """One curve from each seed's (pressure, proxy, gold), dropping points without gold.
+
+        Seeds on a shared grid (best-of-n's n, training episodes) are gathered level by level. Seeds
+        measured at pressures of their own (the KL an RL or DPO checkpoint reached differs by seed)
+        are interpolated onto their pressures inside the range every seed reaches, so each level
+        has every seed and the intervals over seeds mean something; beyond that range a mean
+        would be of some seeds only.
+        """
+        kept = {}
+        for seed, (pressure, proxy, gold) in series.items():
+            x, p, g = (np.asarray(values, dtype=np.float64) for values in (pressure, proxy, gold))
+            measured = ~np.isnan(g)
+            if measured.any():
+                kept[seed] = _average_repeats(x[measured], p[measured], g[measured])
+        if not kept:
+            raise ValueError("no point has gold")
+        grids = [grid for grid, _, _ in kept.values()]
+        union = np.unique(np.concatenate(grids))
+        shared = sum(grid.size for grid in grids) > 1.5 * union.size  # most levels measured by several seeds
+        low, high = max(grid[0] for grid in grids), min(grid[-1] for grid in grids)
+        common = union[(union >= low) & (union <= high)]
+        if len(kept) == 1 or shared or common.size < 2:
+            seeds = [seed for seed, (grid, _, _) in kept.items() for _ in grid]
+            x, p, g = (np.concatenate([part[i] for part in kept.values()]) for i in range(3))
+            return cls.from_points(x, p, g, seeds, pressure_kind)
+        gold = np.array([np.interp(common, grid, g) for grid, _, g in kept.values()])
+        proxy = np.array([np.interp(common, grid[~np.isnan(p)], p[~np.isnan(p)]) if (~np.isnan(p)).any()
+                          else np.full(common.size, np.nan) for grid, p, _ in kept.values()])
+        return cls(common, proxy, gold, pressure_kind)
 
     @property
     def seeds(self) -> int:
@@ -86,3 +126,14 @@ class Curve:
         second = np.diff(series, 2)
         sigma = 1.4826 * np.median(np.abs(second - np.median(second))) / np.sqrt(6.0)
         return np.full_like(series, sigma)
+
+
+def _average_repeats(x: NDArray[np.float64], proxy: NDArray[np.float64], gold: NDArray[np.float64]
+                     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """One point per distinct pressure, in order: gold averaged, proxy averaged where measured."""
+    levels, index = np.unique(x, return_inverse=True)
+    gold_mean = np.bincount(index, weights=gold) / np.bincount(index)
+    measured = ~np.isnan(proxy)
+    with np.errstate(invalid="ignore"):
+        proxy_mean = np.bincount(index, weights=np.where(measured, proxy, 0.0)) / np.bincount(index, weights=measured)
+    return levels, proxy_mean, gold_mean
