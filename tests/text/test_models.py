@@ -45,3 +45,12 @@ def test_unloadable_policy_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(PolicyLoadError, match="Offline, use 'smollm2-135m-instruct'"):
         load_policy(str(tmp_path / "no-such-model"))
+
+
+def test_the_hub_name_is_not_quietly_the_offline_4_bit_asset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from goodhartlab.text.models import SMOLLM2_HUB
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline, the Hub name cannot load: the error points to the asset
+    expected = f"(?s)cannot load policy '{SMOLLM2_HUB}'.*Offline, use 'smollm2-135m-instruct'"
+    with pytest.raises(PolicyLoadError, match=expected):
+        load_policy(SMOLLM2_HUB, fetch_if_missing=False)

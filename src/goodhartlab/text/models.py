@@ -9,7 +9,8 @@ from goodhartlab.text.assets import asset_path, cache_dir
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
-OFFLINE_POLICIES = {SMOLLM2: "smollm2-135m-instruct-gguf", SMOLLM2_HUB: "smollm2-135m-instruct-gguf"}
+# the Hub name is not among them: online it means the Hub's full-precision weights, not the 4-bit asset
+OFFLINE_POLICIES = {SMOLLM2: "smollm2-135m-instruct-gguf"}
 
 
 class PolicyLoadError(ValueError):
