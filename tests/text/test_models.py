@@ -54,3 +54,13 @@ def test_the_hub_name_is_not_quietly_the_offline_4_bit_asset(monkeypatch: pytest
     expected = f"(?s)cannot load policy '{SMOLLM2_HUB}'.*Offline, use 'smollm2-135m-instruct'"
     with pytest.raises(PolicyLoadError, match=expected):
         load_policy(SMOLLM2_HUB, fetch_if_missing=False)
+
+
+def test_trainers_run_without_activation_checkpointing_under_the_installed_name() -> None:
+    from trl import DPOConfig, GRPOConfig
+
+    from goodhartlab.text.models import without_activation_checkpointing
+
+    for config_class in (DPOConfig, GRPOConfig):  # both turn it on by default
+        config = config_class(output_dir="unused", use_cpu=True, **without_activation_checkpointing())
+        assert config.gradient_checkpointing is False

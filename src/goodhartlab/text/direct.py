@@ -330,7 +330,7 @@ def direct_alignment_study(config: dict[str, Any], seed: int, *, task: PromptTas
     from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    from goodhartlab.text.models import load_policy
+    from goodhartlab.text.models import load_policy, without_activation_checkpointing
     from goodhartlab.text.tasks import make_task, policy_prompts
 
     cfg = parse_config(DirectAlignmentConfig, config)
@@ -372,7 +372,7 @@ def direct_alignment_study(config: dict[str, Any], seed: int, *, task: PromptTas
         args = DPOConfig(output_dir=output_dir, loss_type=[cfg.loss], beta=cfg.beta,
                          learning_rate=cfg.learning_rate, lr_scheduler_type="constant", num_train_epochs=1,
                          per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=1,
-                         use_cpu=True, bf16=False, fp16=False, activation_checkpointing=False,
+                         use_cpu=True, bf16=False, fp16=False, **without_activation_checkpointing(),
                          logging_steps=max(1, planned // 16), save_strategy="no", report_to="none", seed=seed,
                          data_seed=seed, dataloader_num_workers=0)
         trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=dataset,

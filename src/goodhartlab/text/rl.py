@@ -140,7 +140,7 @@ def train_rl(cfg: RLConfig, seed: int, *, prompts: list[str], proxy: Scorer, gol
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     from goodhartlab.integrations.trl import KEEP_SAMPLES, OveroptimizationCallback, ScorerReward
-    from goodhartlab.text.models import load_policy
+    from goodhartlab.text.models import load_policy, without_activation_checkpointing
 
     if not prompts:
         raise ValueError("no prompts to train on")
@@ -156,7 +156,7 @@ def train_rl(cfg: RLConfig, seed: int, *, prompts: list[str], proxy: Scorer, gol
             beta=cfg.beta, num_generations=cfg.num_generations, per_device_train_batch_size=cfg.batch_size,
             max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, top_k=0, top_p=1.0,
             reward_weights=[1.0, 0.0], logging_steps=1, save_strategy="no", report_to="none", seed=seed,
-            data_seed=seed, disable_dropout=True, gradient_checkpointing=False,
+            data_seed=seed, disable_dropout=True, **without_activation_checkpointing(),
             bf16=bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()))
         common: dict[str, Any] = dict(
             model=model, processing_class=tokenizer, callbacks=[callback],
