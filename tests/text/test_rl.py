@@ -92,6 +92,12 @@ def test_bad_config_is_named(field: str, value: object, message: str) -> None:
         RLConfig(**{"proxy": "learned" if field in ("proxy_pairs", "train_pool") else "vader", field: value})
 
 
+@pytest.mark.parametrize(("field", "value"), [("max_completion_length", -5), ("prompts", 0)])
+def test_with_the_learned_proxy_errors_still_name_the_rl_field(field: str, value: int) -> None:
+    with pytest.raises(ValueError, match=f"^{field} must be >= 1"):
+        RLConfig(**{"proxy": "learned", field: value})
+
+
 def test_the_learned_proxy_needs_a_task_with_a_gold_it_knows() -> None:
     with pytest.raises(ValueError, match="learned proxy is trained on a built-in task's gold"):
         RLConfig(task="goodhartlab.text.tiny:ExclamationTask", proxy="learned")

@@ -77,12 +77,7 @@ class RLConfig:
         from goodhartlab.text.tasks import TASKS
 
         _task_factory(self.task)
-        if self.proxy == LEARNED:
-            if self.task not in TASKS:
-                raise ValueError(f"the learned proxy is trained on a built-in task's gold; task {self.task!r} is "
-                                 f"not one ({', '.join(TASKS)})")
-            self.learned_proxy_config()  # its data checked now, before a model loads
-        elif self.task in TASKS and self.proxy not in PROXIES:
+        if self.proxy != LEARNED and self.task in TASKS and self.proxy not in PROXIES:
             raise ValueError(f"unknown proxy {self.proxy!r}; known: {', '.join((*PROXIES, LEARNED))}")
         if self.trainer not in TRAINERS:
             raise ValueError(f"unknown trainer {self.trainer!r}; known: {', '.join(TRAINERS)}")
@@ -101,6 +96,11 @@ class RLConfig:
         if self.batch_size < self.num_generations or self.batch_size % self.num_generations:
             raise ValueError(f"batch_size ({self.batch_size} completions per step) must be a multiple of "
                              f"num_generations ({self.num_generations})")
+        if self.proxy == LEARNED:  # after the checks above, so what is left to fail is the proxy's own data
+            if self.task not in TASKS:
+                raise ValueError(f"the learned proxy is trained on a built-in task's gold; task {self.task!r} is "
+                                 f"not one ({', '.join(TASKS)})")
+            self.learned_proxy_config()  # its data checked now, before a model loads
 
     def learned_proxy_config(self) -> dict[str, Any]:
         """The best-of-n config whose learned proxy this run optimizes: the same policy, prompts
