@@ -137,6 +137,16 @@ def test_grpo_with_beta_zero_fails_before_the_first_step(policy: Path, tmp_path:
     assert trainer.state.global_step == 0
 
 
+def test_grpo_that_would_optimize_gold_stops_at_its_first_log(policy: Path, tmp_path: Path) -> None:
+    callback = OveroptimizationCallback(tmp_path / "run", gold=CappedExclamations())
+    trainer = GRPOTrainer(model=str(policy), args=grpo_args(tmp_path / "trainer", reward_weights=[0.0, 1.0]),
+                          train_dataset=dataset(), callbacks=[callback],
+                          reward_funcs=[ScorerReward(ExclamationCount()), callback.gold_reward])
+    with pytest.raises(ValueError, match=r"gold reward is reward_funcs\[1\] and has weight 1.0"):
+        trainer.train()
+    assert trainer.state.global_step == 1
+
+
 def begin(callback: OveroptimizationCallback, step: int = 0, **args: Any) -> None:
     state = TrainerState()
     state.global_step = step
@@ -199,6 +209,31 @@ def test_settings_that_would_optimize_gold_or_lose_units_are_rejected(tmp_path: 
         OveroptimizationCallback(tmp_path, gold_key="gold", kl_key="my_kl")
     with pytest.raises(ValueError, match=r"pass gold= .* or gold_key="):
         OveroptimizationCallback(tmp_path)
+
+
+def test_gold_at_a_place_with_weight_is_caught_at_the_first_log(tmp_path: Path) -> None:
+    callback = OveroptimizationCallback(tmp_path, gold=CappedExclamations())
+    begin(callback, reward_weights=[0.0, 1.0])  # a 0 somewhere: passes the check before training
+    state = TrainerState()
+    state.global_step = 1
+    logs = {"loss": 0.1, "reward": 1.0, "kl": 0.1, "completions/mean_length": 4.0,
+            "rewards/proxy/mean": 1.0, "rewards/gold/mean": 0.1}  # GRPO's order: reward_funcs' order
+    with pytest.raises(ValueError, match=r"gold reward is reward_funcs\[1\] and has weight 1.0"):
+        callback.on_log(grpo_args(Path("unused"), reward_weights=[0.0, 1.0]), state, TrainerControl(), logs=logs)
+    log(callback, logs, 1)  # with weights [1.0, 0.0] the same logs are fine
+
+
+def test_a_gold_key_no_log_holds_is_named_when_training_ends(tmp_path: Path) -> None:
+    callback = OveroptimizationCallback(tmp_path, gold_key="rewards/gld/mean")
+    begin(callback)
+    for step in (1, 2):
+        log(callback, {"loss": 0.1, "reward": 1.0, "kl": 0.1, "completions/mean_length": 4.0,
+                       "rewards/gold/mean": 0.1}, step)
+    state = TrainerState()
+    state.global_step = 2
+    with pytest.raises(MissingMetricError, match=r"'rewards/gld/mean' was in none of the trainer's 2 training logs"):
+        callback.on_train_end(grpo_args(Path("unused")), state, TrainerControl())
+    assert len(read_rows(callback.run_log)) == 2 and (tmp_path / "summary.json").exists()  # nothing lost
 
 
 def score_gold(callback: OveroptimizationCallback, step: int, completion: str) -> None:

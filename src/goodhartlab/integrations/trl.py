@@ -299,6 +299,8 @@ class OveroptimizationCallback(TrainerCallback):
                logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not logs or not state.is_world_process_zero or not any(key in logs for key in TRAINING_KEYS):
             return  # an evaluation or end-of-training summary, not a training step
+        if not self._gold_seen:
+            self._check_gold_weight(args, logs)
         row = self.record(logs, state.global_step)
         if self._file is not None:
             self._file.write(json.dumps(row) + "\n")
@@ -316,6 +318,10 @@ class OveroptimizationCallback(TrainerCallback):
         replace_atomically(self.output_dir / SUMMARY, lambda partial: partial.write_text(text, encoding="utf-8"))
         if self.store is not None:
             self._save(args, time.perf_counter() - self._started)
+        if self.rows and not self._gold_seen:  # gold_key= of the user's own metric, never logged: likely a typo
+            raise MissingMetricError(f"'{self.gold_key}' was in none of the trainer's {len(self.rows)} training logs, "
+                                     f"so the run log has no gold (it is kept in {self.output_dir}); pass gold_key= "
+                                     "naming the metric as the trainer logs it")
 
     def _write_new_samples(self) -> None:
         if self.gold_reward is None or self._samples_file is None:
@@ -346,6 +352,19 @@ class OveroptimizationCallback(TrainerCallback):
                 raise ValueError(f"the gold reward must not be optimized: pass reward_weights with 0.0 at the "
                                  f"position of callback.gold_reward in reward_funcs (e.g. reward_weights=[1.0, "
                                  f"0.0]); got reward_weights={weights}, so TRL would optimize gold")
+
+    def _check_gold_weight(self, args: Any, logs: Mapping[str, Any]) -> None:
+        """The weight at gold's own place in reward_funcs is 0. GRPO and RLOO log each reward function's
+        mean as 'rewards/<name>/mean' in reward_funcs order, which tells where gold is."""
+        weights = getattr(args, "reward_weights", None)
+        names = [key[len("rewards/"):-len("/mean")] for key in logs
+                 if key.startswith("rewards/") and key.endswith("/mean")]
+        if self.gold_reward is None or weights is None or len(names) != len(weights) or self.gold_key not in logs:
+            return  # another trainer's layout: the check before training is all there is
+        place = names.index(self.gold_key[len("rewards/"):-len("/mean")])
+        if weights[place] != 0:
+            raise ValueError(f"the gold reward is reward_funcs[{place}] and has weight {weights[place]} in "
+                             f"reward_weights={list(weights)}, so TRL optimizes it: give it weight 0.0")
 
     def kl_nats_per_sequence(self, logs: Mapping[str, Any], step: int,
                              mean_length: float | None = None) -> tuple[float, float]:
@@ -397,11 +416,10 @@ class OveroptimizationCallback(TrainerCallback):
             raise MissingMetricError(f"step {step}: no proxy in the trainer's logs under "
                                      f"{proxy_key or ' or '.join(repr(k) for k in PROXY_KEYS)}; pass proxy_key= naming "
                                      f"the logged reward (for one GRPO reward function: 'rewards/<name>/mean')")
-        if self.gold_reward is not None and not self._gold_seen:
-            if self.gold_key not in logs:
-                raise MissingMetricError(f"step {step}: '{self.gold_key}' is not in the trainer's logs: add "
-                                         "callback.gold_reward to reward_funcs (with weight 0.0 in reward_weights)")
-            self._gold_seen = True
+        if self.gold_reward is not None and not self._gold_seen and self.gold_key not in logs:
+            raise MissingMetricError(f"step {step}: '{self.gold_key}' is not in the trainer's logs: add "
+                                     "callback.gold_reward to reward_funcs (with weight 0.0 in reward_weights)")
+        self._gold_seen = self._gold_seen or self.gold_key in logs
         row = {"step": int(step), "kl": kl, "proxy": proxy, "gold": _finite(logs, self.gold_key, step),
                "length": length, "seed": int(self.seed or 0), "pressure_kind": "kl", "kl_logged": logged}
         self.rows.append(row)
