@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +62,72 @@ def test_cli_lists_assets_and_rejects_unknown_names(toy: tuple[Path, tuple[str, 
     assert rows["toy-file"]["cached"] is False
     assert main(["assets", "--fetch", "no-such-asset"]) == 2
     assert "unknown asset 'no-such-asset'" in capsys.readouterr().err
+
+
+@pytest.fixture
+def simple_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A PEP 503 index on localhost whose links are relative, as pypiserver and devpi write them."""
+    import functools
+    import hashlib
+    import http.server
+    import io
+    import tarfile
+    import threading
+
+    root = tmp_path / "site"
+    (root / "packages").mkdir(parents=True)
+    archive = root / "packages" / "toysdist-1.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        data = b'{"examples": []}'
+        info = tarfile.TarInfo("toysdist-1.0/data/task.json")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.RequestHandlerClass.log_message = lambda *args: None  # type: ignore[method-assign]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(assets.SIMPLE_INDEX_ENV, f"http://127.0.0.1:{server.server_address[1]}/simple")
+    monkeypatch.setitem(assets.ASSETS, "toy-sdist", assets.Asset(
+        "toy-sdist", "toysdist==1.0", "toysdist-1.0/data/task.json", "an sdist's file", "MIT",
+        sdist="toysdist-1.0.tar.gz"))
+
+    def page(fragment: str) -> None:
+        (root / "simple" / "toysdist").mkdir(parents=True, exist_ok=True)
+        (root / "simple" / "toysdist" / "index.html").write_text(
+            f'<html><body><a href="../../packages/toysdist-1.0.tar.gz{fragment}">toysdist-1.0.tar.gz</a></body></html>')
+
+    yield page, digest
+    server.shutdown()
+
+
+def test_an_sdist_is_fetched_through_relative_links_with_its_sha256_checked(simple_index: Any) -> None:
+    page, digest = simple_index
+    page("")
+    with pytest.raises(assets.AssetMissing, match=r"gives no sha256 for toysdist-1\.0\.tar\.gz"):
+        assets.fetch("toy-sdist")
+    page("#sha256=" + "0" * 64)
+    with pytest.raises(assets.AssetMissing, match="sha256 does not match"):
+        assets.fetch("toy-sdist")
+    page("#sha256=" + digest)
+    assert assets.fetch("toy-sdist").read_text() == '{"examples": []}'
+
+
+def test_publish_keeps_what_another_process_finished_first_and_clears_stale_staging(tmp_path: Path) -> None:
+    import os
+
+    target = tmp_path / "model"
+    stale = tmp_path / "model.99999.partial"
+    stale.mkdir()
+    os.utime(stale, (0, 0))  # a staging folder of a process that died long ago
+
+    def write_while_another_finishes(staged: Path) -> None:
+        staged.mkdir()
+        (staged / "config.json").write_text("mine")
+        target.mkdir()  # the other process renamed its copy into place meanwhile
+        (target / "config.json").write_text("theirs")
+
+    assets.publish(target, write_while_another_finishes)
+    assert (target / "config.json").read_text() == "theirs"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]

