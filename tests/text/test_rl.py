@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,10 @@ def test_rl_study_shows_gold_rising_then_falling_while_the_proxy_climbs(policy: 
     fit = summary["fit"]
     assert fit["form"] == "rl" and fit["points"] == len(kl)
     assert fit["peak_kl"] is not None and 0 < fit["peak_kl"] < kl[-1]  # the law places a peak inside the run
-    log = read_run_log(tmp_path / "seed-0" / "runlog.jsonl")  # the run log is kept where log_dir says
+    (folder,) = tmp_path.glob("grpo-exclamations-*")  # the run log is kept where log_dir says, in its run's folder
+    log = read_run_log(folder / "seed-0" / "runlog.jsonl")
     assert len(log) == 30 and log.has_gold.sum() == 16
+    assert json.loads((folder / "config.json").read_text())["steps"] == 30
 
 
 def test_rl_study_with_rloo_runs_the_same_path(policy: str) -> None:
@@ -96,6 +99,13 @@ def test_bad_config_is_named(field: str, value: object, message: str) -> None:
 def test_with_the_learned_proxy_errors_still_name_the_rl_field(field: str, value: int) -> None:
     with pytest.raises(ValueError, match=f"^{field} must be >= 1"):
         RLConfig(**{"proxy": "learned", field: value})
+
+
+def test_variants_sharing_a_log_dir_keep_their_logs_apart(tmp_path: Path) -> None:
+    first = RLConfig(proxy="vader", log_dir=str(tmp_path)).run_folder()
+    second = RLConfig(proxy="vader", beta=0.1, log_dir=str(tmp_path)).run_folder()
+    assert first != second and first == RLConfig(proxy="vader", log_dir=str(tmp_path)).run_folder()
+    assert json.loads((second / "config.json").read_text())["beta"] == 0.1
 
 
 def test_the_learned_proxy_needs_a_task_with_a_gold_it_knows() -> None:

@@ -11,6 +11,8 @@ of 0 loads no reference model and logs no KL, so there would be no pressure axis
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -65,7 +67,9 @@ class RLConfig:
     max_completion_length: int = 24
     temperature: float = 1.0
     gold_every: int = 5
-    log_dir: str | None = None  # keep the run log (runlog.jsonl, summary.json) here; default: a temporary folder
+    # keep each run's log (runlog.jsonl, samples.jsonl, summary.json) under here, in run_folder(); default: a
+    # temporary folder
+    log_dir: str | None = None
     # The learned proxy's data, as in a best-of-n study (BestOfNConfig): its training samples are
     # max_completion_length tokens long, like the completions it will score.
     proxy_pairs: int = 256
@@ -101,6 +105,17 @@ class RLConfig:
                 raise ValueError(f"the learned proxy is trained on a built-in task's gold; task {self.task!r} is "
                                  f"not one ({', '.join(TASKS)})")
             self.learned_proxy_config()  # its data checked now, before a model loads
+
+    def run_folder(self) -> Path:
+        """log_dir/<trainer>-<proxy>-<digest of the settings>, with the settings in config.json: the variants
+        of a study that share a log_dir keep their logs apart."""
+        assert self.log_dir is not None
+        settings = {key: value for key, value in asdict(self).items() if key != "log_dir"}
+        text = json.dumps(settings, sort_keys=True, indent=1)
+        folder = Path(self.log_dir) / f"{self.trainer}-{self.proxy}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(text + "\n", encoding="utf-8")
+        return folder
 
     def learned_proxy_config(self) -> dict[str, Any]:
         """The best-of-n config whose learned proxy this run optimizes: the same policy, prompts
@@ -147,7 +162,7 @@ def train_rl(cfg: RLConfig, seed: int, *, prompts: list[str], proxy: Scorer, gol
     # Loaded by name or folder, so TRL can rebuild the reference model from `config.name_or_path`.
     model, tokenizer = load_policy(cfg.policy)
     with tempfile.TemporaryDirectory(prefix="goodhartlab-rl-") as scratch:
-        out = Path(cfg.log_dir) / f"seed-{seed}" if cfg.log_dir else Path(scratch)
+        out = cfg.run_folder() / f"seed-{seed}" if cfg.log_dir else Path(scratch)
         gold_reward = ScorerReward(gold, every=cfg.gold_every, name="gold", keep=KEEP_SAMPLES)
         callback = OveroptimizationCallback(out, gold=gold_reward, seed=seed, proxy_key="rewards/proxy/mean",
                                             curve=cfg.trainer)
