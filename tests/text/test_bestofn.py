@@ -98,10 +98,20 @@ def test_a_chat_task_needs_a_policy_with_a_chat_template(policy: tuple[Any, Any]
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("task", "poetry", "unknown task 'poetry'"), ("proxy", "bleu", "unknown proxy 'bleu'"),
-    ("pool", 1, "pool >= 2"), ("device", "tpu", "device must be one of auto, cpu, cuda")])
+    ("pool", 1, "pool >= 2"), ("device", "tpu", "device must be one of auto, cpu, cuda"),
+    ("batch_size", 0, "batch_size must be >= 1"), ("batch_size", -4, "batch_size must be >= 1"),
+    ("temperature", 0, "temperature must be > 0")])
 def test_bad_config_is_named(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BestOfNConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_whole_number_temperature_is_the_same_pool_as_its_float() -> None:
+    import json
+    from dataclasses import asdict
+
+    # the pool's cache key is JSON, where 1 and 1.0 differ
+    assert json.dumps(asdict(BestOfNConfig(temperature=1))) == json.dumps(asdict(BestOfNConfig(temperature=1.0)))
 
 
 def test_the_learned_proxy_gets_a_prompt_of_its_own_per_pair_by_default() -> None:

@@ -75,6 +75,11 @@ class BestOfNConfig:
             raise ValueError(f"unknown proxy {self.proxy!r}; known: {', '.join((*PROXIES, LEARNED))}")
         if self.prompts < 1 or self.pool < 2:
             raise ValueError(f"need prompts >= 1 and pool >= 2, got {self.prompts} and {self.pool}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (responses sampled per forward pass), got {self.batch_size}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        self.temperature = float(self.temperature)  # `1` and `1.0` in a spec are the same pool, under one cache key
         if self.sample_dtype not in SAMPLE_DTYPES:
             raise ValueError(f"sample_dtype must be one of {', '.join(SAMPLE_DTYPES)}, got {self.sample_dtype!r}")
         if self.device not in DEVICES:
