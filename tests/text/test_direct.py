@@ -159,6 +159,7 @@ def test_checkpoints_are_evenly_spaced_and_end_the_epoch() -> None:
     ("proxy", "bleu", "unknown proxy 'bleu'"),
     ("task", "poetry", "unknown task 'poetry'"),
     ("policy", " ", "policy must name a model"),
+    ("pairs", 1060, r"pairs \(1060\) \+ eval_prompts \(32\) = 1092 is more than the sentiment task's 1080 prompts"),
 ])
 def test_bad_config_fields_are_named(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):

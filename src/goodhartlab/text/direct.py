@@ -72,7 +72,7 @@ class DirectAlignmentConfig:
 
     def __post_init__(self) -> None:
         from goodhartlab.text.scorers import PROXIES
-        from goodhartlab.text.tasks import TASKS
+        from goodhartlab.text.tasks import TASKS, make_task
 
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
@@ -94,6 +94,11 @@ class DirectAlignmentConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not isinstance(self.r2_pairs, int) or isinstance(self.r2_pairs, bool) or self.r2_pairs < 0:
             raise ValueError(f"r2_pairs must be an integer >= 0, got {self.r2_pairs!r}")
+        prompt_count = make_task(self.task).prompt_count
+        if self.pairs + self.eval_prompts > prompt_count:
+            raise ValueError(f"pairs ({self.pairs}) + eval_prompts ({self.eval_prompts}) = "
+                             f"{self.pairs + self.eval_prompts} is more than the {self.task} task's {prompt_count} "
+                             "prompts (each pair and each held-out prompt has its own); ask for fewer")
         steps = math.ceil(self.pairs / self.batch_size)
         if steps < self.checkpoints:
             raise ValueError(f"pairs = {self.pairs} with batch_size = {self.batch_size} gives at most {steps} "
