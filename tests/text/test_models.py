@@ -64,3 +64,18 @@ def test_trainers_run_without_activation_checkpointing_under_the_installed_name(
     for config_class in (DPOConfig, GRPOConfig):  # both turn it on by default
         config = config_class(output_dir="unused", use_cpu=True, **without_activation_checkpointing())
         assert config.gradient_checkpointing is False
+
+
+def test_gold_with_another_encoder_caches_its_scores_apart() -> None:
+    from goodhartlab.text.gold import SentimentGold
+    from goodhartlab.text.models import MINILM
+
+    class NamedEncoder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            return np.zeros((len(texts), 384))
+
+    assert "encoder my-encoder" in SentimentGold(encoder=NamedEncoder("my-encoder")).version
+    assert "encoder" not in SentimentGold(encoder=NamedEncoder(MINILM)).version  # the version MiniLM scores have

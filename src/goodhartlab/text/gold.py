@@ -98,7 +98,7 @@ class SentimentGold:
 
     def __init__(self, encoder: Any | None = None, head: LogisticHead | None = None, *, fluency: bool = True,
                  reads_prompt: bool = True, word_limit: int | None = None) -> None:
-        from goodhartlab.text.models import SentenceEncoder
+        from goodhartlab.text.models import MINILM, SentenceEncoder
 
         if word_limit is not None and word_limit < 1:
             raise ValueError(f"word_limit must be a positive number of words, got {word_limit}")
@@ -108,6 +108,9 @@ class SentimentGold:
         # the head's digest is part of the version, so scores cached under it go stale when it is retrained
         head_digest = hashlib.sha256(self.head.to_json().encode()).hexdigest()[:8]
         terms = ["2 (x distinct bigrams)" if fluency else "1"]
+        encoder_name = getattr(self.encoder, "name", type(self.encoder).__name__)
+        if encoder_name != MINILM:  # cached scores are the encoder's too (MiniLM's versions stay as they were)
+            terms.append(f"encoder {encoder_name}")
         if not reads_prompt:
             terms.append("response only")
         if word_limit is not None:

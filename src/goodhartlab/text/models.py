@@ -108,6 +108,7 @@ class SentenceEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         source = str(asset_path(MINILM, fetch_if_missing=fetch_if_missing)) if name == MINILM else name
+        self.name = name
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         self.model = AutoModel.from_pretrained(source).eval()
         self.batch_size = batch_size
