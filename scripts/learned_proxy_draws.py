@@ -7,8 +7,8 @@ Reuses the pools and features that `goodhartlab run examples/text-short-review.y
 `examples/text-bestofn-1024.yaml`, with `--task sentiment --pool 1024 --max-new-tokens 64`) cached,
 or samples them first. Prints, per number of pairs, gold at the peak n of the mean curve and at the
 largest n, the fall between them, the spread of gold at the largest n over draws, how many draws'
-own curves turn before the largest n (and where) or fall more than 0.02, the mean fall after a draw's
-own peak, and the words of the proxy's pick at the largest n.
+own curves turn before the largest n (and where), the median n of a draw's own peak, how many fall
+more than 0.02, the mean fall after a draw's own peak, and the words of the proxy's pick at the largest n.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ for config in configs:  # every count checked before the first is fitted
 
 print(f"{args.task}: {args.prompts} prompts x pool {args.pool}, {args.draws} draws of pairs per count")
 print("| pairs | peak n | gold at the peak | gold at the largest n | fall | SD over draws "
-      "| draws that turn before the largest n (at n) | draws falling > 0.02 | mean fall after a draw's peak | words |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "| draws that turn before the largest n (at n) | median peak n of a draw | draws falling > 0.02 "
+      "| mean fall after a draw's peak | words |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for config in configs:
     pairs = config["proxy_pairs"]
     draws = learned_proxy_draws(config, 0, args.draws)
@@ -61,6 +62,7 @@ for config in configs:
     where = "" if not turn_ns else f" ({min(turn_ns)})" if min(turn_ns) == max(turn_ns) else \
         f" ({min(turn_ns)}–{max(turn_ns)})"
     turns = f"{turned.sum()} / {len(turned)}{where}"
+    median_peak = np.median(np.asarray(draws["ns"])[draw_peaks])
     print(f"| {pairs:,} | {draws['ns'][peak]} | {gold[peak]:.3f} | {gold[-1]:.3f} | {gold[peak] - gold[-1]:.3f} "
-          f"| {spread} | {turns} | {(draw_falls > 0.02).sum()} / {len(draw_falls)} | {draw_falls.mean():.4f} "
-          f"| {draws['words'][:, -1].mean():.1f} |", flush=True)
+          f"| {spread} | {turns} | {median_peak:g} | {(draw_falls > 0.02).sum()} / {len(draw_falls)} "
+          f"| {draw_falls.mean():.4f} | {draws['words'][:, -1].mean():.1f} |", flush=True)
