@@ -70,7 +70,7 @@ class Curve:
             x, p, g = (np.asarray(values, dtype=np.float64) for values in (pressure, proxy, gold))
             measured = ~np.isnan(g)
             if measured.any():
-                kept[seed] = _average_repeats(x[measured], p[measured], g[measured])
+                kept[seed] = average_repeats(x[measured], p[measured], g[measured])
         if not kept:
             raise ValueError("no point has gold")
         grids = [grid for grid, _, _ in kept.values()]
@@ -128,7 +128,7 @@ class Curve:
         return np.full_like(series, sigma)
 
 
-def _average_repeats(x: NDArray[np.float64], proxy: NDArray[np.float64], gold: NDArray[np.float64]
+def average_repeats(x: NDArray[np.float64], proxy: NDArray[np.float64], gold: NDArray[np.float64]
                      ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """One point per distinct pressure, in order: gold averaged, proxy averaged where measured."""
     levels, index = np.unique(x, return_inverse=True)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from goodhartlab.measure.curve import Curve
+from goodhartlab.measure.curve import Curve, average_repeats
 from goodhartlab.measure.kl import to_nats_per_sequence
 
 REQUIRED = ("step", "kl", "proxy", "gold")
@@ -76,12 +76,7 @@ class RunLog:
             if np.all(np.diff(mean_kl) > 0):
                 return Curve.from_points(mean_kl[index], proxy, gold, seeds, self.pressure_kind)
             return Curve.from_points(steps, proxy, gold, seeds, "steps")
-        levels, index = np.unique(kl, return_inverse=True)
-        counts = np.bincount(index)
-        with np.errstate(invalid="ignore"):
-            mean_proxy = np.bincount(index, weights=np.nan_to_num(proxy)) / np.bincount(
-                index, weights=~np.isnan(proxy))
-        mean_gold = np.bincount(index, weights=gold) / counts
+        levels, mean_proxy, mean_gold = average_repeats(kl, proxy, gold)
         return Curve(levels, mean_proxy[None, :], mean_gold[None, :], self.pressure_kind)
 
 
