@@ -359,9 +359,10 @@ class OveroptimizationCallback(TrainerCallback):
         weights = getattr(args, "reward_weights", None)
         names = [key[len("rewards/"):-len("/mean")] for key in logs
                  if key.startswith("rewards/") and key.endswith("/mean")]
-        if self.gold_reward is None or weights is None or len(names) != len(weights) or self.gold_key not in logs:
+        gold_name = self.gold_key.removeprefix("rewards/").removesuffix("/mean")
+        if self.gold_reward is None or weights is None or len(names) != len(weights) or gold_name not in names:
             return  # another trainer's layout: the check before training is all there is
-        place = names.index(self.gold_key[len("rewards/"):-len("/mean")])
+        place = names.index(gold_name)
         if weights[place] != 0:
             raise ValueError(f"the gold reward is reward_funcs[{place}] and has weight {weights[place]} in "
                              f"reward_weights={list(weights)}, so TRL optimizes it: give it weight 0.0")
