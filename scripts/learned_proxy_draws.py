@@ -8,7 +8,9 @@ Reuses the pools and features that `goodhartlab run examples/text-short-review.y
 or samples them first. Prints, per number of pairs, gold at the peak n of the mean curve and at the
 largest n, the fall between them, the spread of gold at the largest n over draws, how many draws'
 own curves turn before the largest n (and where), the median n of a draw's own peak, how many fall
-more than 0.02, the mean fall after a draw's own peak, and the words of the proxy's pick at the largest n.
+more than 0.02, the mean fall after a draw's own peak, and the words of the proxy's pick at the largest n;
+then whether a draw's own peak comes later, and its fall is smaller, with more pairs (rank correlations
+over all draws, with permutation p-values).
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from goodhartlab.lab.studies import parse_config
 from goodhartlab.text.bestofn import BestOfNConfig, learned_proxy_draws
+
+PERMUTATIONS = 2000
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--task", default="short-review")
@@ -46,6 +51,7 @@ print("| pairs | peak n | gold at the peak | gold at the largest n | fall | SD o
       "| draws that turn before the largest n (at n) | median peak n of a draw | draws falling > 0.02 "
       "| mean fall after a draw's peak | words |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
+trend: list[tuple[int, int, float]] = []  # (pairs, a draw's peak n, its fall after that peak), over all draws
 for config in configs:
     pairs = config["proxy_pairs"]
     draws = learned_proxy_draws(config, 0, args.draws)
@@ -63,6 +69,20 @@ for config in configs:
         f" ({min(turn_ns)}–{max(turn_ns)})"
     turns = f"{turned.sum()} / {len(turned)}{where}"
     median_peak = np.median(np.asarray(draws["ns"])[draw_peaks])
+    if len(draws["gold"]) > 1:  # a count with one draw (all its pairs) has no spread to rank
+        trend += [(pairs, draws["ns"][index], fall) for index, fall in zip(draw_peaks, draw_falls, strict=True)]
     print(f"| {pairs:,} | {draws['ns'][peak]} | {gold[peak]:.3f} | {gold[-1]:.3f} | {gold[peak] - gold[-1]:.3f} "
           f"| {spread} | {turns} | {median_peak:g} | {(draw_falls > 0.02).sum()} / {len(draw_falls)} "
           f"| {draw_falls.mean():.4f} | {draws['words'][:, -1].mean():.1f} |", flush=True)
+
+# Does a proxy hold up longer with more pairs? Rank-correlate each draw's own peak n and its fall after
+# that peak with its number of pairs; the permutation p-value is one-sided, in Gao et al.'s direction.
+if len({pairs for pairs, _, _ in trend}) > 1:
+    counts, peak_ns, falls = (np.array(column, dtype=np.float64) for column in zip(*trend, strict=True))
+    rng = np.random.default_rng(0)
+    for name, values, sign in (("peak n", peak_ns, 1), ("fall after its peak", falls, -1)):
+        observed = spearmanr(counts, values).statistic
+        shuffled = np.array([spearmanr(rng.permutation(counts), values).statistic for _ in range(PERMUTATIONS)])
+        p_value = (1 + np.sum(sign * shuffled >= sign * observed)) / (1 + PERMUTATIONS)
+        print(f"over {len(counts)} draws: Spearman rho(pairs, a draw's {name}) = {observed:+.3f}, one-sided "
+              f"permutation p = {p_value:.4f} ({PERMUTATIONS:,} permutations)")
