@@ -1,7 +1,7 @@
 """The learned-proxy table of docs/text.md: each pair count refitted on many draws of its pairs.
 
 python scripts/learned_proxy_draws.py [--task short-review] [--pool 256] [--max-new-tokens 0] [--draws 30]
-    [--train-prompts 16] [--train-pool 32] [--pairs 16,64,256,1024,4096]
+    [--train-prompts 16] [--train-pool 32] [--pairs 16,64,256,1024,4096] [--seed 0]
 
 Reuses the pools and features that `goodhartlab run examples/text-short-review.yaml` (or
 `examples/text-bestofn-1024.yaml`, with `--task sentiment --pool 1024 --max-new-tokens 64`) cached,
@@ -35,6 +35,7 @@ parser.add_argument("--train-prompts", type=int, default=16,
 parser.add_argument("--train-pool", type=int, default=32,
                     help="samples per training prompt (default 32; 2: each comparison its own prompt and responses)")
 parser.add_argument("--draws", type=int, default=30)
+parser.add_argument("--seed", type=int, default=0, help="the study's seed: its prompts, pools and training samples")
 parser.add_argument("--pairs", default="16,64,256,1024,4096", help="comma-separated pair counts")
 args = parser.parse_args()
 configs = [{"task": args.task, "prompts": args.prompts, "pool": args.pool, "max_new_tokens": args.max_new_tokens,
@@ -46,7 +47,8 @@ for config in configs:  # every count checked before the first is fitted
     except ValueError as error:
         parser.error(str(error))
 
-print(f"{args.task}: {args.prompts} prompts x pool {args.pool}, {args.draws} draws of pairs per count")
+print(f"{args.task}: {args.prompts} prompts x pool {args.pool}, seed {args.seed}, {args.draws} draws of pairs "
+      "per count")
 print("| pairs | peak n | gold at the peak | gold at the largest n | fall | SD over draws "
       "| draws that turn before the largest n (at n) | median peak n of a draw | draws falling > 0.02 "
       "| mean fall after a draw's peak | words |")
@@ -54,7 +56,7 @@ print("|---|---|---|---|---|---|---|---|---|---|---|")
 trend: list[tuple[int, int, float]] = []  # (pairs, a draw's peak n, its fall after that peak), over all draws
 for config in configs:
     pairs = config["proxy_pairs"]
-    draws = learned_proxy_draws(config, 0, args.draws)
+    draws = learned_proxy_draws(config, args.seed, args.draws)
     gold = draws["gold"].mean(axis=0)
     peak = int(np.argmax(gold))
     spread = f"{draws['gold'][:, -1].std(ddof=1):.3f}" if len(draws["gold"]) > 1 else "one draw"
