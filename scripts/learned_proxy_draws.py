@@ -4,12 +4,14 @@ python scripts/learned_proxy_draws.py [--task short-review] [--pool 256] [--max-
     [--train-prompts 16] [--train-pool 32] [--pairs 16,64,256,1024,4096] [--seed 0]
 
 Reuses the pools and features that `goodhartlab run examples/text-short-review.yaml` (or
-`examples/text-bestofn-1024.yaml`, with `--task sentiment --pool 1024 --max-new-tokens 64`) cached,
-or samples them first. Prints, per number of pairs, gold at the peak n of the mean curve and at the
-largest n, the fall between them, the spread of gold at the largest n over draws, how many draws'
-own curves turn before the largest n (and where), the median n of a draw's own peak, how many fall
-more than 0.02, the mean fall after a draw's own peak, and the words of the proxy's pick at the largest n;
-then whether a draw's own peak comes later, and its fall is smaller, with more pairs (rank correlations
+`examples/text-bestofn-1024.yaml`, with `--task sentiment --pool 1024 --max-new-tokens 64
+--train-prompts 1024 --train-pool 2 --pairs 16,64,256,1024`) cached, or samples them first.
+
+Prints, per number of pairs, gold at the peak n of the mean curve and at the largest n, the fall
+between them, the spread of gold at the largest n over draws, how many draws' own curves turn
+before the largest n (and where), the median n of a draw's own peak, how many fall more than 0.02,
+the mean fall after a draw's own peak, and the words of the proxy's pick at the largest n; then
+whether a draw's own peak comes later, and its fall is smaller, with more pairs (rank correlations
 over all draws, with permutation p-values).
 """
 

@@ -10,8 +10,11 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-# torch first, pinned: resolved as a dependency on a fresh machine it would pull the CUDA stack.
-.venv/bin/python -m pip install --quiet torch==2.13.0
+# torch first, pinned to its CPU build: resolved as a dependency on a fresh machine it would pull the CUDA
+# stack. The CPU wheel comes from pip's configured sources when they hold it, else from PyTorch's CPU index.
+if ! .venv/bin/python -m pip install --quiet "torch==2.13.0+cpu" 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+fi
 if [ "${1:-}" = "--dev" ]; then
     .venv/bin/python -m pip install --quiet -e ".[rl,atari,llm,dev]"
     if ! command -v chromium >/dev/null 2>&1; then
