@@ -16,7 +16,6 @@ leaves half a study in the store.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,25 +127,30 @@ def load_spec(path: str | Path) -> Spec:
                 runs, meta)
 
 
+def _config_class(task: str) -> Any:
+    """The config dataclass a task declares in its module, if any."""
+    module = importlib.import_module(task.partition(":")[0])
+    return getattr(module, CONFIG_CLASSES.get(task, ""), None)
+
+
 def _check_field_names(where: str, field_name: str, task: str, config: dict[str, Any]) -> None:
     """Unknown settings, named where they are written: in the base config or in a variant's."""
-    module = importlib.import_module(task.partition(":")[0])
-    config_class = getattr(module, CONFIG_CLASSES.get(task, ""), None)
+    from goodhartlab.lab import studies
+
+    config_class = _config_class(task)
     if config_class is None:
         return
-    known = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise SpecError(f"{where}: field '{field_name}': {config_class.__name__} has no field(s) "
-                        f"{', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        studies.check_field_names(config_class, config)
+    except ValueError as error:
+        raise SpecError(f"{where}: field '{field_name}': {error}") from None
 
 
 def _check_config(where: str, field_name: str, task: str, config: dict[str, Any]) -> None:
     """Build the task's config dataclass (if it declares one) so a typo fails here, not mid-run."""
     from goodhartlab.lab import studies
 
-    module = importlib.import_module(task.partition(":")[0])
-    config_class = getattr(module, CONFIG_CLASSES.get(task, ""), None)
+    config_class = _config_class(task)
     if config_class is None:
         return
     try:

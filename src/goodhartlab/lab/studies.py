@@ -26,13 +26,18 @@ DEFAULT_NS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 ConfigT = TypeVar("ConfigT")
 
 
-def parse_config(kind: type[ConfigT], config: dict[str, Any]) -> ConfigT:
-    """Build a config dataclass, naming any unknown field (a typo in a spec is an error)."""
-    known = {f.name for f in fields(kind)}  # type: ignore[arg-type]
+def check_field_names(kind: type, config: dict[str, Any]) -> None:
+    """Name any setting the config dataclass lacks (a typo in a spec is an error)."""
+    known = {f.name for f in fields(kind)}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ValueError(f"{kind.__name__} has no field(s) {', '.join(unknown)}; "
                          f"known: {', '.join(sorted(known))}")
+
+
+def parse_config(kind: type[ConfigT], config: dict[str, Any]) -> ConfigT:
+    """Build a config dataclass, naming any unknown field."""
+    check_field_names(kind, config)
     return kind(**config)
 
 
