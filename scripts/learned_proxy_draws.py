@@ -22,7 +22,7 @@ import argparse
 import numpy as np
 from scipy.stats import spearmanr
 
-from goodhartlab.lab.studies import parse_config
+from goodhartlab.lab.synthetic import parse_config
 from goodhartlab.text.bestofn import BestOfNConfig, learned_proxy_draws
 
 PERMUTATIONS = 2000

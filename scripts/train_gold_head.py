@@ -11,8 +11,9 @@ from importlib import resources
 
 import numpy as np
 
-from goodhartlab.text.data import multiemo
-from goodhartlab.text.gold import HEAD_FILE, SPLIT_SEED, LogisticHead, fit_logistic, split
+from goodhartlab.text.multiemo import multiemo
+from goodhartlab.rewards.bradley_terry import fit_logistic
+from goodhartlab.text.gold import HEAD_FILE, SPLIT_SEED, LogisticHead, split
 from goodhartlab.text.models import SentenceEncoder
 
 start = time.perf_counter()

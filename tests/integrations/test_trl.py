@@ -15,6 +15,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState
 from trl import GRPOConfig, GRPOTrainer
 
 from goodhartlab.integrations.trl import (
+    LogKeys,
     MissingMetricError,
     OveroptimizationCallback,
     ScorerReward,
@@ -61,8 +62,7 @@ class RunLogLines(TrainerCallback):
 def test_user_grpo_script_logs_kl_in_nats_per_sequence_proxy_and_gold_at_its_cadence(policy: Path,
                                                                                     tmp_path: Path) -> None:
     # What a user writes: their own GRPO script, plus the callback and its gold reward with weight 0.
-    callback = OveroptimizationCallback(tmp_path / "run", gold=CappedExclamations(), gold_every=3,
-                                        store=tmp_path / "results.sqlite", study="tiny-grpo")
+    callback = OveroptimizationCallback(tmp_path / "run", gold=CappedExclamations(), gold_every=3)
     lines = RunLogLines(callback.run_log)
     trainer = GRPOTrainer(model=str(policy), args=grpo_args(tmp_path / "trainer"), train_dataset=dataset(),
                           reward_funcs=[ScorerReward(ExclamationCount()), callback.gold_reward],
@@ -104,9 +104,14 @@ def test_user_grpo_script_logs_kl_in_nats_per_sequence_proxy_and_gold_at_its_cad
     assert summary["samples"] == samples
     assert summary["gold_rows"] == 3 and summary["log"]["step"] == list(range(1, 9))
     assert "fit_error" in summary and "too few points" in summary["fit_error"]  # 3 gold points, 3 parameters
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["args"]["max_steps"] == 8
+    # the lab adds the callback's folder to a store; the callback itself knows no store
     with ResultsStore(tmp_path / "results.sqlite") as store:
+        added = store.add_run_dir(tmp_path / "run", study="tiny-grpo")
+        assert added.new and not store.add_run_dir(tmp_path / "run", study="tiny-grpo").new
         (run,) = store.runs("tiny-grpo")
         assert store.points(run.run_id)["rl"].gold == [row["gold"] for row in rows if row["gold"] is not None]
+        assert run.config["max_steps"] == 8 and run.kind == "trl GRPOConfig"
     assert "tiny-grpo" in build_report(tmp_path / "results.sqlite", tmp_path / "report.html").read_text()
 
 
@@ -170,12 +175,13 @@ def test_per_token_kl_becomes_nats_per_sequence_and_sequence_kl_is_kept(tmp_path
     assert [(r["kl"], r["proxy"], r["gold"]) for r in grpo.rows] == [(3.0, 2.0, 0.5), (4.0, 3.0, None)]
     assert "× completions/mean_length" in grpo.kl_source
 
-    ppo = OveroptimizationCallback(tmp_path / "ppo", gold_key="objective/gold")
+    ppo = OveroptimizationCallback(tmp_path / "ppo", keys=LogKeys(gold="objective/gold"))
     begin(ppo)
     log(ppo, {"loss": 0.1, "objective/scores": 1.5, "objective/kl": 7.0, "objective/gold": 0.2}, 1)
     assert (ppo.rows[0]["kl"], ppo.rows[0]["proxy"], ppo.rows[0]["gold"]) == (7.0, 1.5, 0.2)
 
-    bits = OveroptimizationCallback(tmp_path / "custom", gold_key="gold", kl_key="kl_bits", kl_unit="bits_per_sequence")
+    bits = OveroptimizationCallback(tmp_path / "custom", keys=LogKeys(gold="gold", kl="kl_bits",
+                                                                      kl_unit="bits_per_sequence"))
     begin(bits)
     log(bits, {"loss": 0.1, "reward": 1.0, "kl_bits": 2.0, "gold": 0.0}, 1)
     assert bits.rows[0]["kl"] == pytest.approx(2.0 * np.log(2.0))
@@ -206,8 +212,8 @@ def test_settings_that_would_optimize_gold_or_lose_units_are_rejected(tmp_path: 
     with pytest.raises(ValueError, match=r"got reward_weights=\[1.0, 1.0\]"):
         begin(callback, reward_weights=[1.0, 1.0])
     with pytest.raises(ValueError, match="needs kl_unit"):
-        OveroptimizationCallback(tmp_path, gold_key="gold", kl_key="my_kl")
-    with pytest.raises(ValueError, match=r"pass gold= .* or gold_key="):
+        OveroptimizationCallback(tmp_path, keys=LogKeys(gold="gold", kl="my_kl"))
+    with pytest.raises(ValueError, match=r"pass gold= .* or keys=LogKeys\(gold=...\)"):
         OveroptimizationCallback(tmp_path)
 
 
@@ -224,7 +230,7 @@ def test_gold_at_a_place_with_weight_is_caught_at_the_first_log(tmp_path: Path) 
 
 
 def test_a_gold_key_no_log_holds_is_named_when_training_ends(tmp_path: Path) -> None:
-    callback = OveroptimizationCallback(tmp_path, gold_key="rewards/gld/mean")
+    callback = OveroptimizationCallback(tmp_path, keys=LogKeys(gold="rewards/gld/mean"))
     begin(callback)
     for step in (1, 2):
         log(callback, {"loss": 0.1, "reward": 1.0, "kl": 0.1, "completions/mean_length": 4.0,
@@ -282,7 +288,7 @@ def test_samples_scored_after_the_last_log_are_kept_and_keep_samples_reaches_a_r
     assert OveroptimizationCallback(tmp_path / "b", gold=reward, keep_samples=3).gold_reward.keep == 3
     with pytest.raises(ValueError, match="keep must be a whole number >= 0"):
         OveroptimizationCallback(tmp_path / "c", gold=reward, keep_samples=-1)
-    logged_gold = OveroptimizationCallback(tmp_path / "d", gold_key="my_gold")
+    logged_gold = OveroptimizationCallback(tmp_path / "d", keys=LogKeys(gold="my_gold"))
     begin(logged_gold)
     assert logged_gold.run_log.exists() and not logged_gold.samples_log.exists()  # no gold scorer, no samples
 
@@ -330,19 +336,21 @@ def test_scorer_reward_reports_non_finite_scores_and_bad_cadence() -> None:
         ScorerReward(Broken(), keep=-1)
 
 
-def test_run_result_averages_equal_kl_and_needs_two_gold_levels_for_a_curve(tmp_path: Path) -> None:
-    callback = OveroptimizationCallback(tmp_path, gold=CappedExclamations())
+def test_a_run_folder_averages_equal_kl_and_needs_two_gold_levels_for_a_curve(tmp_path: Path) -> None:
+    callback = OveroptimizationCallback(tmp_path / "run", gold=CappedExclamations())
     begin(callback)
     # a first update with zero advantages leaves the policy unchanged: two gold points at KL 0
     for step, (kl, proxy, gold) in enumerate([(0.0, 1.0, 0.2), (0.0, 3.0, 0.4)], start=1):
         log(callback, {"loss": 0.0, "reward": proxy, "kl": kl, "completions/mean_length": 5.0,
                        "rewards/gold/mean": gold}, step)
-    lonely = callback.run_result()
-    assert lonely.curves == {} and "1 gold-evaluated KL level(s)" in lonely.summary["curve_error"]
+    with ResultsStore(tmp_path / "results.sqlite") as store:
+        lonely = store.add_run_dir(tmp_path / "run", variant="lonely")
+        assert store.points(lonely.run_id) == {}
+        assert "1 gold-evaluated KL level(s)" in store.runs()[0].summary["curve_error"]
     log(callback, {"loss": 0.0, "reward": 5.0, "kl": 0.2, "completions/mean_length": 5.0,
                    "rewards/gold/mean": None}, 3)
     log(callback, {"loss": 0.0, "reward": 6.0, "kl": 0.3, "completions/mean_length": 5.0,
                    "rewards/gold/mean": 0.1}, 4)
-    points = callback.run_result().curves["rl"]
+    points = read_run_log(callback.run_log).curve_points()
     assert points.pressure == [0.0, 1.5] and points.proxy == [2.0, 6.0]
     assert points.gold == [pytest.approx(0.3), 0.1]

@@ -3,9 +3,9 @@
 import time
 from typing import Any
 
-from goodhartlab.lab.store import CurvePoints, RunResult
 from goodhartlab.measure.bestofn import bestofn_curve
 from goodhartlab.measure.synthetic import goodhart_pool
+from goodhartlab.results import CurvePoints, RunResult
 
 
 def bestofn_task(config: dict[str, Any], seed: int) -> RunResult:
@@ -27,8 +27,9 @@ def failing_task(config: dict[str, Any], seed: int) -> RunResult:
 
 def sweep(store: str, runs: int, sleep: float) -> list:
     from goodhartlab.lab.runner import RunSpec
+    from goodhartlab.lab.store import StudyInfo
 
-    return [RunSpec("kill-test", f"df={df}", "tests.lab.tasks:bestofn_task",
+    return [RunSpec(StudyInfo("kill-test", "kill test"), f"df={df}", "tests.lab.tasks:bestofn_task",
                     {"df": df, "sleep": sleep}, seed)
             for df in (None, 1.5) for seed in range(runs // 2)]
 

@@ -2,16 +2,15 @@
 
 from goodhartlab.lab.report import build_report
 from goodhartlab.lab.runner import RunSpec, run_sweep
-from goodhartlab.lab.store import ResultsStore
+from goodhartlab.lab.store import StudyInfo
+
+CURVES, SWEEP = StudyInfo("curves", "Curves"), StudyInfo("sweep", "A sweep without gold")
 
 
 def test_a_run_without_gold_is_named_in_the_report_and_the_other_studies_are_drawn(tmp_path):
     store_path = tmp_path / "results.sqlite"
-    runs = [RunSpec("curves", "ok", "tests.lab.tasks:bestofn_task", {}, seed) for seed in (0, 1)]
-    runs.append(RunSpec("sweep", "cartpole", "tests.lab.tasks:no_gold_task", {}, 0))
-    with ResultsStore(store_path) as store:
-        store.add_study("curves", "Curves", "", {})
-        store.add_study("sweep", "A sweep without gold", "", {})
+    runs = [RunSpec(CURVES, "ok", "tests.lab.tasks:bestofn_task", {}, seed) for seed in (0, 1)]
+    runs.append(RunSpec(SWEEP, "cartpole", "tests.lab.tasks:no_gold_task", {}, 0))
     run_sweep(runs, store_path, workers=1, progress=False)
     page = build_report(store_path, tmp_path / "report.html").read_text()
     assert page.count("<svg") == 1  # the study with gold is drawn

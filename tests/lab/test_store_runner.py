@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from goodhartlab.lab.runner import RunSpec, run_sweep
-from goodhartlab.lab.store import ResultsStore
+from goodhartlab.lab.runner import RunFailed, RunSpec, run_sweep
+from goodhartlab.lab.store import ResultsStore, StudyInfo
 from tests.lab.tasks import sweep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,30 +42,36 @@ def test_same_seed_same_numbers(tmp_path):
             np.testing.assert_array_equal(a.points(run.run_id)["bon"].gold, b.points(run.run_id)["bon"].gold)
 
 
-def test_failed_run_is_reported_and_not_stored(tmp_path):
-    runs = [RunSpec("s", "ok", "tests.lab.tasks:bestofn_task", {}, 0),
-            RunSpec("s", "bad", "tests.lab.tasks:failing_task", {}, 0)]
-    with pytest.raises(RuntimeError, match="s/bad/seed=0 failed: planted failure"):
+S = StudyInfo("s", "s")
+
+
+def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    runs = [RunSpec(S, "bad", "tests.lab.tasks:failing_task", {}, 0),
+            RunSpec(S, "ok", "tests.lab.tasks:bestofn_task", {}, 0)]
+    with pytest.raises(RunFailed, match=r"1 of 2 runs failed \(s/bad/seed=0: planted failure\).*retries"):
         run_sweep(runs, tmp_path / "r.sqlite", workers=1, progress=False)
     with ResultsStore(tmp_path / "r.sqlite") as store:
-        assert [r.variant for r in store.runs()] == ["ok"]
+        assert [r.variant for r in store.runs()] == ["ok"]  # the run after the failure ran too
+        (failure,) = store.failures()
+        assert failure.variant == "bad" and "planted failure" in failure.traceback
 
 
-def test_runs_in_flight_when_another_fails_are_kept(tmp_path):
-    runs = [RunSpec("s", "slow", "tests.lab.tasks:bestofn_task", {"sleep": 1.5}, 0),
-            RunSpec("s", "bad", "tests.lab.tasks:failing_task", {}, 0)]
-    with pytest.raises(RuntimeError, match="s/bad/seed=0 failed"):
+def test_runs_beside_a_failing_one_all_finish_and_are_kept(tmp_path):
+    runs = [RunSpec(S, "slow", "tests.lab.tasks:bestofn_task", {"sleep": 1.5}, 0),
+            RunSpec(S, "bad", "tests.lab.tasks:failing_task", {}, 0),
+            RunSpec(S, "later", "tests.lab.tasks:bestofn_task", {}, 1)]
+    with pytest.raises(RunFailed, match="s/bad/seed=0: planted failure"):
         run_sweep(runs, tmp_path / "r.sqlite", workers=2, progress=False)
-    with ResultsStore(tmp_path / "r.sqlite") as store:  # the slow run finished after the failure
-        assert [r.variant for r in store.runs()] == ["slow"]
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        assert sorted(r.variant for r in store.runs()) == ["later", "slow"]
 
 
-def test_duplicate_runs_and_bad_tasks_are_rejected(tmp_path):
-    spec = RunSpec("s", "v", "tests.lab.tasks:bestofn_task", {}, 0)
+def test_duplicate_runs_and_bad_kinds_are_rejected(tmp_path):
+    spec = RunSpec(S, "v", "tests.lab.tasks:bestofn_task", {}, 0)
     with pytest.raises(ValueError, match="twice"):
         run_sweep([spec, spec], tmp_path / "r.sqlite", progress=False)
-    with pytest.raises(ValueError, match="cannot load task"):
-        run_sweep([RunSpec("s", "v", "tests.lab.tasks:absent", {}, 0)], tmp_path / "r.sqlite",
+    with pytest.raises(RunFailed, match="cannot load study kind"):
+        run_sweep([RunSpec(S, "v", "tests.lab.tasks:absent", {}, 0)], tmp_path / "r.sqlite",
                   workers=1, progress=False)
 
 

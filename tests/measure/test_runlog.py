@@ -64,7 +64,7 @@ def test_trl_ppo_state_keeps_sequence_kl(tmp_path):
      r"list.json: row 2 of the list, field 'gold': expected a number"),
     ("bad.jsonl", '{"step": 1, "kl": 0.1, "proxy": 1, "gold": 1}\n{"step": 2,', r"line 2: is not valid JSON"),
     ("nogold.jsonl", '{"step": 1, "kl": 0.1, "proxy": 1}\n', r"field 'gold': no row has a gold"),
-    ("grpo.json", '{"log_history": [{"step": 1, "kl": 0.1, "reward": 1}]}',
+    ("grpo.json", '{"log_history": [{"step": 1, "kl": 0.1, "reward": 1, "rewards/gold/mean": 0.5}]}',
      r"log_history\[0\], field 'completions/mean_length'"),
     ("log.txt", "step,kl,proxy,gold\n", r"unknown log format '.txt'"),
 ])

@@ -112,22 +112,3 @@ def test_an_sdist_is_fetched_through_relative_links_with_its_sha256_checked(simp
         assets.fetch("toy-sdist")
     page("#sha256=" + digest)
     assert assets.fetch("toy-sdist").read_text() == '{"examples": []}'
-
-
-def test_publish_keeps_what_another_process_finished_first_and_clears_stale_staging(tmp_path: Path) -> None:
-    import os
-
-    target = tmp_path / "model"
-    stale = tmp_path / "model.99999.partial"
-    stale.mkdir()
-    os.utime(stale, (0, 0))  # a staging folder of a process that died long ago
-
-    def write_while_another_finishes(staged: Path) -> None:
-        staged.mkdir()
-        (staged / "config.json").write_text("mine")
-        target.mkdir()  # the other process renamed its copy into place meanwhile
-        (target / "config.json").write_text("theirs")
-
-    assets.publish(target, write_while_another_finishes)
-    assert (target / "config.json").read_text() == "theirs"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]

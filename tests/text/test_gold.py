@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from goodhartlab.text.gold import LogisticHead, fit_logistic, load_head, split
+from goodhartlab.rewards.bradley_terry import fit_logistic
+from goodhartlab.text.gold import LogisticHead, load_head, split
 
 
 def test_logistic_regression_recovers_a_planted_direction() -> None:
@@ -35,8 +36,8 @@ def test_shipped_head_carries_its_provenance() -> None:
 @pytest.mark.assets
 def test_gold_head_accuracy_on_held_out_multiemo() -> None:
     """Acceptance: >= 0.85 held-out accuracy (positive vs negative, 1,080 reviews never used in training)."""
-    from goodhartlab.text.data import multiemo
     from goodhartlab.text.gold import SentimentGold
+    from goodhartlab.text.multiemo import multiemo
 
     reviews = multiemo()
     _, held_out = split(len(reviews))

@@ -9,6 +9,10 @@
         args=GRPOConfig(beta=0.04, reward_weights=[1.0, 0.0], logging_steps=1, ...))
     trainer.train()   # runs/grpo/runlog.jsonl grows one row per logging step
 
+The callback writes files and nothing else: `runlog.jsonl` (what `goodhartlab fit` reads), `samples.jsonl`,
+`summary.json` and `config.json` (the trainer's arguments). To see the run in a report beside other
+studies, add its folder to a results store: `goodhartlab report --add runs/grpo`.
+
 Why gold is a reward function with weight 0: that is the way TRL's maintainers endorse for an
 evaluation-only reward (huggingface/trl#3018). TRL computes and logs it as `rewards/gold/mean`
 but sums weighted rewards with `nansum`, so weight 0 leaves the advantages untouched. It scores
@@ -31,28 +35,53 @@ import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from goodhartlab.lab.store import CurvePoints, ResultsStore, RunResult, replace_atomically, run_id
+from goodhartlab.files import write_atomically
 from goodhartlab.measure.kl import KL_UNITS, KLUnit, to_nats_per_sequence
+from goodhartlab.measure.runlog import (
+    TRL_KL_KEYS,
+    TRL_LENGTH_KEY,
+    TRL_PROXY_KEYS,
+    TRL_TRAINING_KEYS,
+    reward_function_key,
+)
 from goodhartlab.measure.scaling import FitError, fit_law
-from goodhartlab.text.scorers import Scorer
+from goodhartlab.rewards.scorer import Scorer, checked_scores
 
 RUN_LOG = "runlog.jsonl"
 SUMMARY = "summary.json"
 SAMPLES = "samples.jsonl"
+TRAINER_CONFIG = "config.json"
 KEEP_SAMPLES = 2  # completions kept per batch gold scores, unless a run asks otherwise
-LENGTH_KEY = "completions/mean_length"
-# (key, unit) in the order they are looked for: PPO / Online DPO first, then GRPO / RLOO.
-KL_KEYS: tuple[tuple[str, KLUnit], ...] = (("objective/kl", "nats_per_sequence"), ("kl", "nats_per_token"))
-PROXY_KEYS = ("reward", "objective/scores")  # GRPO / RLOO: the weighted sum it optimizes; PPO: the score
-TRAINING_KEYS = ("loss", *PROXY_KEYS, *(key for key, _ in KL_KEYS))  # a log holding one is a training step
+
+
+@dataclass(frozen=True)
+class LogKeys:
+    """Where the callback finds each metric in the trainer's logs; unset, TRL's own names.
+
+    gold: default 'rewards/<the gold reward's name>/mean'. proxy: default 'reward' (GRPO, RLOO) or
+    'objective/scores' (PPO); 'rewards/<function name>/mean' follows one reward function. kl and kl_unit
+    name the KL for a trainer that logs it elsewhere (both or neither)."""
+
+    gold: str | None = None
+    proxy: str | None = None
+    kl: str | None = None
+    kl_unit: KLUnit | None = None
+    length: str = TRL_LENGTH_KEY
+
+    def __post_init__(self) -> None:
+        if self.kl is not None and self.kl_unit is None:
+            raise ValueError(f"kl key {self.kl!r} needs kl_unit, one of {', '.join(KL_UNITS)}, so the callback can "
+                             "convert it to nats per sequence")
+        if self.kl_unit is not None and self.kl_unit not in KL_UNITS:
+            raise ValueError(f"unknown kl_unit {self.kl_unit!r}; choose one of {', '.join(KL_UNITS)}")
 
 
 class MissingMetricError(ValueError):
@@ -149,19 +178,9 @@ class ScorerReward:
         start = time.perf_counter()
         prompt_texts = [as_text(p, prompt=True) for p in prompts]
         completion_texts = [as_text(c, prompt=False) for c in completions]
-        scores = np.asarray(self.scorer.score(prompt_texts, completion_texts), dtype=np.float64)
+        scores = checked_scores(self.scorer, prompt_texts, completion_texts, where=f"at step {step + 1}")
         self.seconds += time.perf_counter() - start
         self.scored += 1
-        if scores.shape != (len(completions),):
-            raise ValueError(f"scorer {self.scorer.name!r} returned shape {scores.shape} for "
-                             f"{len(completions)} completions; it must return one score per completion")
-        bad = ~np.isfinite(scores)
-        if bad.any():
-            index = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"scorer {self.scorer.name!r} returned {int(bad.sum())} non-finite score(s) at "
-                             f"step {step + 1} (first: {scores[index]} for completion {index}, "
-                             f"{completion_texts[index][:60]!r}); NaN rewards are reported, "
-                             "never averaged: fix the scorer")
         self.samples.extend({"step": step + 1, "prompt": prompt, "completion": completion, "score": float(score)}
                             for prompt, completion, score in zip(prompt_texts[:self.keep],
                                                                  completion_texts[:self.keep], scores, strict=False))
@@ -202,31 +221,25 @@ class OveroptimizationCallback(TrainerCallback):
     Rows go to `<output_dir>/runlog.jsonl`, flushed one by one, so an interrupted run keeps every
     row it logged and `goodhartlab fit` can read the file at any time. The first `keep_samples`
     completions of every batch gold scores go to `<output_dir>/samples.jsonl` with their gold. At
-    the end of training the RL-form law of Gao et al. is fitted to (KL, gold) and written to
-    `<output_dir>/summary.json`; with `store`, the run is also saved to a results store so
-    `goodhartlab report` shows it. A new run in the same directory replaces its logs; a run resumed
-    from a checkpoint keeps the rows up to the checkpoint's step.
+    the end of training the RL-form law of Gao et al. is fitted to (KL, gold) and written, with the
+    run's counts and columns, to `<output_dir>/summary.json`, and the trainer's arguments to
+    `config.json`. A new run in the same directory replaces its logs; a run resumed from a checkpoint
+    keeps the rows up to the checkpoint's step.
 
     gold: a scorer (wrapped as `self.gold_reward`, which you add to `reward_funcs` with weight 0),
-        a ready `ScorerReward`, or None when gold is already logged under `gold_key`.
+        a ready `ScorerReward`, or None when gold is already logged under `keys.gold`.
+    gold_every: with a scorer, score gold on the batch of every gold_every-th step.
     keep_samples: completions kept per batch gold scores; default `KEEP_SAMPLES`, or a ready
         `ScorerReward`'s own `keep`.
-    proxy_key: the metric holding the proxy; default TRL's `reward` (GRPO, RLOO), else
-        `objective/scores` (PPO). Use `rewards/<function name>/mean` to follow one reward function.
-    kl_key, kl_unit: for a trainer that logs KL under another name.
+    keys: where each metric is in the trainer's logs (`LogKeys`; TRL's names by default).
+    seed: stored with each row; default the trainer's seed. fit: fit the law at the end.
+    curve: the name of the run's curve when the lab adds the folder to a store.
     """
 
     def __init__(self, output_dir: str | os.PathLike[str], *, gold: Scorer | ScorerReward | None = None,
-                 gold_every: int = 10, gold_key: str | None = None, proxy_key: str | None = None,
-                 kl_key: str | None = None, kl_unit: KLUnit | None = None, length_key: str = LENGTH_KEY,
-                 seed: int | None = None, fit: bool = True, store: str | os.PathLike[str] | None = None,
-                 study: str = "trl", variant: str = "run", title: str | None = None, description: str = "",
-                 curve: str = "rl", keep_samples: int | None = None) -> None:
-        if kl_key is not None and kl_unit is None:
-            raise ValueError(f"kl_key {kl_key!r} needs kl_unit, one of {', '.join(KL_UNITS)}, so the callback can "
-                             "convert it to nats per sequence")
-        if kl_unit is not None and kl_unit not in KL_UNITS:
-            raise ValueError(f"unknown kl_unit {kl_unit!r}; choose one of {', '.join(KL_UNITS)}")
+                 gold_every: int = 10, keep_samples: int | None = None, keys: LogKeys | None = None,
+                 seed: int | None = None, fit: bool = True, curve: str = "rl") -> None:
+        self.keys = keys or LogKeys()
         self.gold_reward: ScorerReward | None
         if isinstance(gold, ScorerReward):
             self.gold_reward = gold
@@ -237,16 +250,14 @@ class OveroptimizationCallback(TrainerCallback):
                                             keep=KEEP_SAMPLES if keep_samples is None else keep_samples)
         else:
             self.gold_reward = None
-            if gold_key is None:
-                raise ValueError("pass gold= (a scorer, evaluated as a weight-0 reward function) or gold_key= "
-                                 "(a metric your trainer already logs); without gold there is nothing to "
+            if self.keys.gold is None:
+                raise ValueError("pass gold= (a scorer, evaluated as a weight-0 reward function) or "
+                                 "keys=LogKeys(gold=...) (a metric your trainer already logs); without gold there is "
+                                 "nothing to "
                                  "measure over-optimization against")
-        self.gold_key = gold_key or f"rewards/{self.gold_reward.__name__ if self.gold_reward else 'gold'}/mean"
-        self.proxy_key, self.kl_key, self.kl_unit, self.length_key = proxy_key, kl_key, kl_unit, length_key
+        self.gold_key = self.keys.gold or reward_function_key(self.gold_reward.__name__ if self.gold_reward else "gold")
         self.output_dir = Path(output_dir)
-        self.seed, self.fit = seed, fit
-        self.store = None if store is None else Path(store)
-        self.study, self.variant, self.title, self.description, self.curve = study, variant, title, description, curve
+        self.seed, self.fit, self.curve = seed, fit, curve
         self.rows: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []  # completions gold scored, with their gold
         self.summary: dict[str, Any] = {}
@@ -257,7 +268,6 @@ class OveroptimizationCallback(TrainerCallback):
         self._file: Any = None
         self._samples_file: Any = None
         self._samples_taken = 0  # of self.gold_reward.samples, already in self.samples
-        self._started = 0.0
         self._trainer_config = ""
 
     @property
@@ -280,7 +290,6 @@ class OveroptimizationCallback(TrainerCallback):
             self.gold_reward.reset()
         self._proxy_used, self._last_length, self._gold_seen = None, None, False
         self._samples_taken = 0
-        self._started = time.perf_counter()
         self._close_logs()  # a run that crashed before on_train_end left them open
         if not state.is_world_process_zero:
             return
@@ -294,10 +303,14 @@ class OveroptimizationCallback(TrainerCallback):
         self._file = self.run_log.open("a", encoding="utf-8")
         if self.gold_reward is not None:
             self._samples_file = self.samples_log.open("a", encoding="utf-8")
+        config = json.loads(args.to_json_string()) if hasattr(args, "to_json_string") else {}
+        text = json.dumps({"trainer": self._trainer_config, "seed": self.seed, "curve": self.curve,
+                           "args": config}, indent=1, sort_keys=True)
+        write_atomically(self.output_dir / TRAINER_CONFIG, lambda partial: partial.write_text(text, encoding="utf-8"))
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if not logs or not state.is_world_process_zero or not any(key in logs for key in TRAINING_KEYS):
+        if not logs or not state.is_world_process_zero or not any(key in logs for key in TRL_TRAINING_KEYS):
             return  # an evaluation or end-of-training summary, not a training step
         if not self._gold_seen:
             self._check_gold_weight(args, logs)
@@ -315,13 +328,11 @@ class OveroptimizationCallback(TrainerCallback):
             return
         self.summary = self.summarize()
         text = json.dumps(self.summary, indent=1)
-        replace_atomically(self.output_dir / SUMMARY, lambda partial: partial.write_text(text, encoding="utf-8"))
-        if self.store is not None:
-            self._save(args, time.perf_counter() - self._started)
-        if self.rows and not self._gold_seen:  # gold_key= of the user's own metric, never logged: likely a typo
+        write_atomically(self.output_dir / SUMMARY, lambda partial: partial.write_text(text, encoding="utf-8"))
+        if self.rows and not self._gold_seen:  # a gold key of the user's own metric, never logged: likely a typo
             raise MissingMetricError(f"'{self.gold_key}' was in none of the trainer's {len(self.rows)} training logs, "
-                                     f"so the run log has no gold (it is kept in {self.output_dir}); pass gold_key= "
-                                     "naming the metric as the trainer logs it")
+                                     f"so the run log has no gold (it is kept in {self.output_dir}); pass "
+                                     "keys=LogKeys(gold=...) naming the metric as the trainer logs it")
 
     def _write_new_samples(self) -> None:
         if self.gold_reward is None or self._samples_file is None:
@@ -342,7 +353,7 @@ class OveroptimizationCallback(TrainerCallback):
 
     def _check_config(self, args: Any) -> None:
         """Fail before the first step on settings that make the run unmeasurable."""
-        if self.kl_key is None and getattr(args, "beta", None) == 0:
+        if self.keys.kl is None and getattr(args, "beta", None) == 0:
             raise MissingMetricError(f"{type(args).__name__}(beta=0) logs no 'kl' and loads no reference model, so "
                                      "there is no KL to measure pressure by: set beta > 0 (e.g. beta=0.04; GRPO's "
                                      "default is 0)")
@@ -373,15 +384,16 @@ class OveroptimizationCallback(TrainerCallback):
 
         A per-token KL needs the batch's mean completion length: `mean_length`, else the log's own.
         """
-        if self.kl_key is not None and self.kl_unit is not None:
-            key, unit = self.kl_key, self.kl_unit
+        if self.keys.kl is not None and self.keys.kl_unit is not None:
+            key, unit = self.keys.kl, self.keys.kl_unit
         else:
-            found = next(((k, u) for k, u in KL_KEYS if logs.get(k) is not None), None)
+            found = next(((k, u) for k, u in TRL_KL_KEYS if logs.get(k) is not None), None)
             if found is None:
                 raise MissingMetricError(
                     f"step {step}: no KL in the trainer's logs; looked for 'kl' (GRPO, RLOO) and 'objective/kl' (PPO, "
                     "Online DPO). GRPO logs 'kl' only when beta > 0 (its default is 0): set beta > 0, e.g. "
-                    "GRPOConfig(beta=0.04). DPO logs no KL at all. For another trainer pass kl_key= and kl_unit=")
+                    "GRPOConfig(beta=0.04). DPO logs no KL at all. For another trainer pass keys=LogKeys(kl=..., "
+                    "kl_unit=...)")
             key, unit = found
         value = _finite(logs, key, step)
         if value is None:
@@ -389,11 +401,11 @@ class OveroptimizationCallback(TrainerCallback):
                                      "the reference policy there (for GRPO: beta > 0)")
         length = None
         if unit.endswith("per_token"):
-            length = mean_length if mean_length is not None else _finite(logs, self.length_key, step)
+            length = mean_length if mean_length is not None else _finite(logs, self.keys.length, step)
             if length is None:
                 raise MissingMetricError(f"step {step}: '{key}' is a per-token KL and needs the mean completion "
-                                         f"length '{self.length_key}' in the same log to become nats per sequence")
-            self.kl_source = f"{key} ({unit}) × {self.length_key}"
+                                         f"length '{self.keys.length}' in the same log to become nats per sequence")
+            self.kl_source = f"{key} ({unit}) × {self.keys.length}"
         else:
             self.kl_source = f"{key} ({unit})"
         return float(to_nats_per_sequence(value, unit, length)), value
@@ -405,18 +417,19 @@ class OveroptimizationCallback(TrainerCallback):
         steps_per_generation > gradient_accumulation_steps) logs KL but no reward or length: its
         KL is converted with the length of the batch it trained on, and proxy and gold stay empty.
         """
-        length = _finite(logs, self.length_key, step)
+        length = _finite(logs, self.keys.length, step)
         if length is not None:
             self._last_length = length
         kl, logged = self.kl_nats_per_sequence(logs, step, self._last_length)
-        proxy_key = self.proxy_key or next((k for k in PROXY_KEYS if k in logs), None) or self._proxy_used
+        proxy_key = self.keys.proxy or next((k for k in TRL_PROXY_KEYS if k in logs), None) or self._proxy_used
         proxy = _finite(logs, proxy_key, step) if proxy_key else None
         if proxy is not None:
             self._proxy_used = proxy_key
         elif self._proxy_used is None:  # never seen, so a wrong or missing key, not a step without sampling
             raise MissingMetricError(f"step {step}: no proxy in the trainer's logs under "
-                                     f"{proxy_key or ' or '.join(repr(k) for k in PROXY_KEYS)}; pass proxy_key= naming "
-                                     f"the logged reward (for one GRPO reward function: 'rewards/<name>/mean')")
+                                     f"{proxy_key or ' or '.join(repr(k) for k in TRL_PROXY_KEYS)}; pass "
+                                     "keys=LogKeys(proxy=...) naming the logged reward (for one GRPO reward "
+                                     "function: 'rewards/<name>/mean')")
         if self.gold_reward is not None and not self._gold_seen and self.gold_key not in logs:
             raise MissingMetricError(f"step {step}: '{self.gold_key}' is not in the trainer's logs: add "
                                      "callback.gold_reward to reward_funcs (with weight 0.0 in reward_weights)")
@@ -429,22 +442,12 @@ class OveroptimizationCallback(TrainerCallback):
     def columns(self) -> dict[str, list[Any]]:
         return {key: [row.get(key) for row in self.rows] for key in ("step", "kl", "proxy", "gold", "length")}
 
-    def gold_points(self) -> CurvePoints:
-        """The gold-evaluated rows as a curve against KL; rows at an equal KL are averaged."""
-        levels: dict[float, list[tuple[float, float]]] = {}
-        for row in self.rows:
-            if row.get("gold") is not None:
-                levels.setdefault(row["kl"], []).append((row["proxy"], row["gold"]))
-        kl = sorted(levels)
-        return CurvePoints(kl, [float(np.mean([p for p, _ in levels[k]])) for k in kl],
-                           [float(np.mean([g for _, g in levels[k]])) for k in kl], "kl")
-
     def summarize(self) -> dict[str, Any]:
         """Counts, last and peak values, the run's columns and the RL-form law fitted to (KL, gold)."""
         gold_rows = [row for row in self.rows if row.get("gold") is not None]
         summary: dict[str, Any] = {
             "rows": len(self.rows), "gold_rows": len(gold_rows), "gold_key": self.gold_key,
-            "proxy_key": self._proxy_used or self.proxy_key,
+            "proxy_key": self._proxy_used or self.keys.proxy,
             "kl_unit": "nats per sequence", "kl_source": self.kl_source,
             "gold_every": self.gold_reward.every if self.gold_reward else None,
         }
@@ -463,35 +466,10 @@ class OveroptimizationCallback(TrainerCallback):
         if self.samples:
             summary["samples"] = self.samples
         if self.fit:
-            points = self.gold_points()
+            kl = np.array([row["kl"] for row in gold_rows], dtype=np.float64)
+            gold = np.array([row["gold"] for row in gold_rows], dtype=np.float64)
             try:
-                summary["fit"] = fit_law(points.pressure, np.array(points.gold, dtype=np.float64), "rl").to_dict()
+                summary["fit"] = fit_law(kl, gold, "rl").to_dict()
             except (FitError, ValueError) as error:  # too few gold points, or a negative (k1) KL
                 summary["fit_error"] = str(error)
         return summary
-
-    def run_result(self) -> RunResult:
-        """The run as the results store keeps it: one KL curve of the gold rows, and the summary."""
-        summary = self.summary or self.summarize()
-        points = self.gold_points()
-        if len(points.pressure) < 2:  # a curve needs two KL levels; keep the run, say why it has none
-            summary = {**summary, "curve_error": f"{len(points.pressure)} gold-evaluated KL level(s); a curve "
-                       "needs at least 2 (log gold more often, or train longer)"}
-            return RunResult({}, summary)
-        return RunResult({self.curve: points}, summary)
-
-    def _save(self, args: Any, seconds: float) -> None:
-        config = json.loads(args.to_json_string()) if hasattr(args, "to_json_string") else {}
-        task = f"trl {self._trainer_config}"
-        seed = int(self.seed or 0)
-        with ResultsStore(self.store or "results.sqlite") as store:
-            store.add_study(self.study, self.title or f"{self.study}: proxy and gold against KL",
-                            self.description or f"TRL {self._trainer_config} run logged by "
-                            "OveroptimizationCallback; KL in nats per sequence, gold from "
-                            f"'{self.gold_key}'.")
-            saved = store.save_run(run_id(self.study, task, config, seed), self.study, self.variant, task, config,
-                                   seed, self.run_result(), seconds)
-        if not saved:
-            warnings.warn(f"a run of study {self.study!r} with the same trainer config and seed {seed} is already in "
-                          f"{self.store}; this one was not stored again (use another variant or study name)",
-                          stacklevel=2)

@@ -1,4 +1,8 @@
-"""Figures shared by the report and the CLI: curves with peak and onset marked, fitted laws."""
+"""Figures shared by the report and the CLI: curves with peak and onset marked, fitted laws.
+
+Figures are built with matplotlib's object interface, never pyplot, so importing goodhartlab leaves a
+user's plotting backend (a notebook's inline one) as it was.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,6 @@ import io
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -19,11 +20,20 @@ from goodhartlab.measure.transitions import Onset, Peak
 
 PRESSURE_LABELS = {"kl": "KL to the reference policy (nats per sequence)",
                    "sqrt_kl": "√KL to the reference policy (√nats per sequence)",
-                   "capability": "capability level", "steps": "training steps", "n": "n"}
+                   "capability": "capability level", "steps": "training steps", "n": "n",
+                   "episodes": "training episodes", "training_steps": "training steps (environment steps)",
+                   "width": "network width (units per layer)", "depth": "network depth (hidden layers)",
+                   "action_resolution": "action resolution", "observation_noise": "observation noise"}
+
+
+def colors(index: int) -> Any:
+    """The index-th colour of matplotlib's tab10 cycle."""
+    return matplotlib.colormaps["tab10"](index % 10)
 
 
 def new_figure() -> tuple[Figure, Axes, Axes]:
-    figure, gold_axis = plt.subplots(figsize=(7.2, 4.2), dpi=100)
+    figure = Figure(figsize=(7.2, 4.2), dpi=100)
+    gold_axis = figure.add_subplot()
     proxy_axis = gold_axis.twinx()
     return figure, gold_axis, proxy_axis
 
@@ -73,6 +83,5 @@ def finish(figure: Figure, gold_axis: Axes, proxy_axis: Axes, pressure_kind: str
 def to_svg(figure: Figure) -> str:
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg")
-    plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg"):]

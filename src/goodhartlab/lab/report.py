@@ -1,27 +1,30 @@
-"""The HTML report, built from the results store alone: one self-contained file.
+"""The HTML report, built from the results store alone (opened read-only): one self-contained file.
 
 Runs of a study that differ only in seed form one curve with seeds (a "variant"). Each curve
 name of a study gets a figure with a line per variant, peak (▲, with its interval over seeds)
 and onset (dotted line) marked; tables give peaks, onsets, transition tests and fitted laws.
+Runs stored under one variant name with different configs are never averaged together: each
+config is a curve of its own, and the report says so. Non-finite values and failed runs are listed.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from goodhartlab import __version__
+from goodhartlab.files import write_atomically
 from goodhartlab.lab import plots
-from goodhartlab.lab.store import ResultsStore, StoredRun, replace_atomically
+from goodhartlab.lab.store import ResultsStore, StoredRun, StoreError, StudyInfo
+from goodhartlab.measure.analysis import analyze
 from goodhartlab.measure.curve import Curve
-from goodhartlab.measure.transitions import detect_transition, find_onset, find_peak
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
@@ -55,6 +58,21 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def variant_labels(runs: list[StoredRun]) -> dict[str, str]:
+    """The label of each run's curve: its variant, and where one variant name holds runs of different configs
+    (an edited spec run into the same store), the config's place among them, so they never share a curve."""
+    configs: dict[str, list[str]] = defaultdict(list)
+    keys = {}
+    for run in runs:
+        key = json.dumps(run.config, sort_keys=True, default=str) + run.kind
+        keys[run.run_id] = key
+        if key not in configs[run.variant]:
+            configs[run.variant].append(key)
+    return {run.run_id: run.variant if len(configs[run.variant]) == 1 else
+            f"{run.variant} [config {configs[run.variant].index(keys[run.run_id]) + 1} of "
+            f"{len(configs[run.variant])}]" for run in runs}
+
+
 def curves_by_name(store: ResultsStore, runs: list[StoredRun],
                    skipped: list[str] | None = None) -> dict[str, dict[str, Curve]]:
     """{curve name: {variant: Curve with one row per seed}} (`Curve.from_seeds` lines the seeds up).
@@ -62,10 +80,11 @@ def curves_by_name(store: ResultsStore, runs: list[StoredRun],
     gathered: dict[str, dict[str, dict[int, tuple[list[float], list[float], list[float]]]]] = \
         defaultdict(lambda: defaultdict(dict))
     kinds: dict[str, str] = {}
+    labels = variant_labels(runs)
     for run in runs:
         for name, points in store.points(run.run_id).items():
             kinds[name] = points.pressure_kind
-            x, proxy, gold = gathered[name][run.variant].setdefault(run.seed, ([], [], []))
+            x, proxy, gold = gathered[name][labels[run.run_id]].setdefault(run.seed, ([], [], []))
             x.extend(points.pressure)
             proxy.extend(np.nan if v is None else v for v in points.proxy)
             gold.extend(np.nan if v is None else v for v in points.gold)
@@ -82,12 +101,18 @@ def curves_by_name(store: ResultsStore, runs: list[StoredRun],
     return curves
 
 
+def _drawable(fit: Any) -> TypeGuard[dict[str, Any]]:
+    """A stored law fit with the coefficients a curve needs (an earlier or damaged run may lack them)."""
+    return isinstance(fit, dict) and all(isinstance(fit.get(key), int | float) for key in ("alpha", "beta")) \
+        and fit.get("form") in ("bon", "rl")
+
+
 def _fit_rows(runs: list[StoredRun]) -> list[list[Any]]:
     rows = []
     for run in runs:
         for key, label in (("fit", "all data"), ("early_fit", "early data")):
             fit = run.summary.get(key)
-            if not fit:
+            if not _drawable(fit):
                 continue
             extrapolation = fit.get("extrapolation") or {}
             rows.append([run.variant, run.seed, label, fit["form"], fit["alpha"], fit["alpha_ci"],
@@ -108,30 +133,34 @@ def _summary_rows(runs: list[StoredRun]) -> tuple[list[str], list[list[Any]]]:
     return ["variant", "seed", *keys], rows
 
 
-def _study_section(store: ResultsStore, study: str, title: str, description: str,
-                   meta: dict[str, Any]) -> str:
+def _study_section(store: ResultsStore, info: StudyInfo) -> str:
+    study, meta = info.study, info.meta
     runs = store.runs(study)
-    if not runs:
+    failures = store.failures(study)
+    if not runs and not failures:
         return ""
-    parts = [f"<h2 id='{html.escape(study)}'>{html.escape(title)}</h2>",
-             f"<p>{html.escape(description)}</p>"]
+    parts = [f"<h2 id='{html.escape(study)}'>{html.escape(info.title)}</h2>",
+             f"<p>{html.escape(info.description)}</p>"]
+    labels = variant_labels(runs)
+    if any(labels[run.run_id] != run.variant for run in runs):
+        parts.append("<p class='note'>Some variants hold runs of different configs (a spec edited and run again into "
+                     "this store); each config is drawn as a curve of its own, never averaged with the others.</p>")
     fits_by_variant: dict[str, dict[str, Any]] = {}
     for run in runs:
-        if "fit" in run.summary and run.variant not in fits_by_variant:
-            fits_by_variant[run.variant] = run.summary
+        if isinstance(run.summary.get("fit"), dict) and labels[run.run_id] not in fits_by_variant:
+            fits_by_variant[labels[run.run_id]] = run.summary
     skipped: list[str] = []
     for name, variants in curves_by_name(store, runs, skipped).items():
         figure, gold_axis, proxy_axis = plots.new_figure()
-        colors = plt.get_cmap("tab10")
         rows = []
         for index, (variant, curve) in enumerate(variants.items()):
-            peak, onset = find_peak(curve), find_onset(curve)
-            transition = detect_transition(curve)
-            plots.draw_curve(gold_axis, proxy_axis, curve, variant, colors(index), peak, onset)
+            reading = analyze(curve)
+            peak, onset, transition = reading.peak, reading.onset, reading.transition
+            plots.draw_curve(gold_axis, proxy_axis, curve, variant, plots.colors(index), peak, onset)
             for key, style in (("fit", "law"), ("early_fit", "early-data law")):
                 fit = fits_by_variant.get(variant, {}).get(key)
-                if fit and meta.get("draw_laws", True):
-                    plots.draw_law(gold_axis, fit, float(curve.pressure.max()), colors(index),
+                if _drawable(fit) and meta.get("draw_laws", True):
+                    plots.draw_law(gold_axis, fit, float(curve.pressure.max()), plots.colors(index),
                                    f"{variant}: {style}")
             rows.append([variant, curve.seeds, peak.pressure, peak.interval, peak.gold,
                          onset.pressure, onset.interval, onset.frequency, transition.detected,
@@ -147,6 +176,15 @@ def _study_section(store: ResultsStore, study: str, title: str, description: str
                              "onset interval", "onset frequency", "transition", "transition test"],
                             rows))
     parts += [f"<p class='note'>{html.escape(reason)}</p>" for reason in skipped]
+    nonfinite = [(labels[run.run_id], run.seed, curve, pressure, what) for run in runs
+                 for curve, pressure, what in store.nonfinite(run.run_id)]
+    if nonfinite:
+        parts.append("<h3>Non-finite values</h3><p class='note'>These points returned NaN or infinite proxy or gold; "
+                     "they are left out of the curves above, never averaged.</p>")
+        parts.append(_table(["variant", "seed", "curve", "pressure", "value"], [list(row) for row in nonfinite]))
+    if failures:
+        parts.append("<h3>Failed runs</h3><p class='note'>Run the same command again to retry them.</p>")
+        parts.append(_table(["variant", "seed", "error"], [[f.variant, f.seed, f.error] for f in failures]))
     fit_rows = _fit_rows(runs)
     if fit_rows:
         parts.append("<h3>Fitted laws (Gao et al. 2022), 95% bootstrap intervals over prompts</h3>")
@@ -163,21 +201,44 @@ def _study_section(store: ResultsStore, study: str, title: str, description: str
     return "\n".join(parts)
 
 
+def check_report_path(out_path: str | Path) -> Path:
+    """The report's file, or a StoreError when writing it would destroy something: a results store, a
+    folder, or a file that is not an HTML report of ours."""
+    out = Path(out_path)
+    if out.is_dir():
+        raise StoreError(f"--out {out} is a folder; give the report's file name, e.g. {out / 'report.html'}")
+    if out.exists():
+        try:
+            with out.open("rb") as handle:
+                head = handle.read(200)
+        except OSError as error:
+            raise StoreError(f"cannot write the report to {out}: {error.strerror}") from None
+        if not head.startswith(b"<!doctype html><html><head><meta charset='utf-8'><title>goodhartlab report"):
+            what = "a results store" if head.startswith(b"SQLite format 3") else "not a goodhartlab report"
+            raise StoreError(f"--out {out} exists and is {what}; the report would replace it. Give another file name")
+    return out
+
+
+def _order(study: StudyInfo) -> tuple[float, float]:
+    """Studies in the order their command listed them (stored in meta), earlier commands first."""
+    order = study.meta.get("order")
+    if isinstance(order, list) and len(order) == 2 and all(isinstance(x, int | float) for x in order):
+        return float(order[0]), float(order[1])
+    return math.inf, 0.0
+
+
 def build_report(store_path: str | Path, out_path: str | Path) -> Path:
     """Write the report for every study in the store; returns the file's path."""
     source = Path(store_path)
-    if not source.exists():
-        raise FileNotFoundError(f"no results store at {source}; run `goodhartlab demo` or a sweep "
-                                "first, or pass --store")
-    with ResultsStore(source) as store:
-        studies = store.studies()
-        sections = [_study_section(store, *study) for study in studies]
-    toc = "".join(f"<li><a href='#{html.escape(s)}'>{html.escape(t)}</a></li>"
-                  for s, t, _, _ in studies)
+    out = check_report_path(out_path)
+    with ResultsStore(source, mode="read") as store:
+        studies = sorted(store.studies(), key=_order)
+        sections = [_study_section(store, study) for study in studies]
+    toc = "".join(f"<li><a href='#{html.escape(study.study)}'>{html.escape(study.title)}</a></li>"
+                  for study in studies)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>goodhartlab report</title>"
             f"<style>{STYLE}</style></head><body><h1>goodhartlab report</h1>"
             f"<p class='note'>goodhartlab {__version__}, built {time.strftime('%Y-%m-%d %H:%M')} "
             f"from {html.escape(str(source))}.</p><ul>{toc}</ul>{''.join(sections)}</body></html>")
-    out = Path(out_path)
-    replace_atomically(out, lambda partial: partial.write_text(page, encoding="utf-8"))
+    write_atomically(out, lambda partial: partial.write_text(page, encoding="utf-8"))
     return out

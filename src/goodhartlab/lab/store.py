@@ -1,9 +1,12 @@
 """The results store: one SQLite file (WAL) holding every finished run with its curves.
 
-A run is written in one transaction together with all its points, so a sweep killed at any
-moment leaves each run either wholly present or absent, and a restart redoes only the absent.
-A run's id is a hash of what determines its numbers (study, task, config, seed), so the same
-run is never stored twice.
+A run is written in one transaction together with all its points (and its study's row, with the
+study's first run), so a sweep killed at any moment leaves each run either wholly present or absent,
+and a restart redoes only the absent. A run's id is a hash of what determines its numbers (study,
+kind, resolved config, seed), so the same run is never stored twice and a changed default is a new
+run. The file says it is ours (SQLite's application_id) and which schema it holds (user_version), so
+goodhartlab never writes into a database that is not a store, and reads an earlier store's runs
+without mixing new runs into it.
 """
 
 from __future__ import annotations
@@ -11,18 +14,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import platform
 import sqlite3
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from goodhartlab.results import CurvePoints, RunResult, check_pressure_kind
+
+APPLICATION_ID = 0x47484C42  # "GHLB"
+SCHEMA_VERSION = 2
+"""1: run ids hashed the config as written, the kind was a task path. 2: resolved configs, study kinds."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -33,9 +40,9 @@ CREATE TABLE IF NOT EXISTS studies (
 );
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
-    study TEXT NOT NULL,
+    study TEXT NOT NULL REFERENCES studies(study),
     variant TEXT NOT NULL,
-    task TEXT NOT NULL,
+    kind TEXT NOT NULL,
     config TEXT NOT NULL,
     seed INTEGER NOT NULL,
     environment TEXT NOT NULL,
@@ -51,48 +58,36 @@ CREATE TABLE IF NOT EXISTS points (
     pressure_kind TEXT NOT NULL,
     proxy REAL,
     gold REAL,
+    nonfinite TEXT,
     PRIMARY KEY (run_id, curve, idx)
+);
+CREATE TABLE IF NOT EXISTS failures (
+    run_id TEXT NOT NULL,
+    study TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    config TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    traceback TEXT NOT NULL,
+    failed_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_by_study ON runs(study);
 """
 
 
-def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """`write` fills a sibling file that then replaces `path` in one rename, so an interrupted run
-    leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a name of its own per writer: two processes writing the same file do not write into one partial
-    partial = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
-    try:
-        write(partial)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+class StoreError(ValueError):
+    """The file is not a results store goodhartlab can use this way; the message says why and what to do."""
 
 
-def _finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
+@dataclass(frozen=True)
+class StudyInfo:
+    """What the report says of a study: its title, a description, and display settings (`meta`)."""
 
-
-@dataclass
-class CurvePoints:
-    """One curve of a run: proxy and gold at each pressure (None where not measured)."""
-
-    pressure: list[float]
-    proxy: list[float | None]
-    gold: list[float | None]
-    pressure_kind: str = "kl"
-
-    def __post_init__(self) -> None:
-        if not len(self.pressure) == len(self.proxy) == len(self.gold):
-            raise ValueError(f"a curve needs as many proxy ({len(self.proxy)}) and gold "
-                             f"({len(self.gold)}) values as pressures ({len(self.pressure)})")
-
-
-@dataclass
-class RunResult:
-    curves: dict[str, CurvePoints]
-    summary: dict[str, Any] = field(default_factory=dict)
+    study: str
+    title: str
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,7 +95,7 @@ class StoredRun:
     run_id: str
     study: str
     variant: str
-    task: str
+    kind: str
     config: dict[str, Any]
     seed: int
     environment: dict[str, Any]
@@ -108,10 +103,33 @@ class StoredRun:
     duration_s: float
 
 
-def run_id(study: str, task: str, config: dict[str, Any], seed: int) -> str:
-    identity = json.dumps({"study": study, "task": task, "config": config, "seed": seed},
-                          sort_keys=True, default=str)
-    return hashlib.sha256(identity.encode()).hexdigest()[:20]
+@dataclass(frozen=True)
+class AddedRun:
+    run_id: str
+    study: str
+    variant: str
+    new: bool  # False: the same run was already in the store
+
+
+@dataclass(frozen=True)
+class StoredFailure:
+    run_id: str
+    study: str
+    variant: str
+    seed: int
+    error: str
+    traceback: str
+
+
+def run_id(study: str, kind: str, config: Mapping[str, Any], seed: int,
+           derived: Mapping[str, Any] | None = None) -> str:
+    """The id of a run: a hash of its study, kind, resolved config (every field, defaults included), the
+    values derived from it, and its seed."""
+    identity = {"study": study, "kind": kind, "config": config, "seed": seed}
+    if derived:
+        identity["derived"] = dict(derived)
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def environment() -> dict[str, Any]:
@@ -125,14 +143,83 @@ def environment() -> dict[str, Any]:
     return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": versions}
 
 
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _nonfinite(proxy: float | None, gold: float | None) -> str | None:
+    """'gold=nan', 'proxy=inf; gold=-inf', ...: what was not finite, kept so the report can say so."""
+    parts = [f"{name}={value}" for name, value in (("proxy", proxy), ("gold", gold))
+             if value is not None and not math.isfinite(value)]
+    return "; ".join(parts) or None
+
+
 class ResultsStore:
-    def __init__(self, path: str | Path) -> None:
+    """A results store. `mode="write"` creates it if needed (the sweeps); `mode="read"` opens an existing
+    store read-only (the report), including one an earlier goodhartlab wrote."""
+
+    def __init__(self, path: str | Path, mode: Literal["write", "read"] = "write") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute("PRAGMA synchronous=NORMAL")
-        self._connection.executescript(SCHEMA)
+        self.mode = mode
+        self._connection = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        path = self.path
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder, not a results store; pass the .sqlite file (for example "
+                             f"{path / 'results.sqlite'})")
+        exists = path.exists()
+        if self.mode == "read" and not exists:
+            raise StoreError(f"no results store at {path}; run `goodhartlab demo` or a sweep first, or pass --store")
+        if exists:
+            _check_sqlite_header(path)
+        elif self.mode == "write":
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise StoreError(f"cannot create {path}: {path.parent} is a file, not a folder") from None
+        try:
+            if self.mode == "read":
+                connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
+                                             isolation_level=None)
+            else:
+                connection = sqlite3.connect(path, timeout=60, isolation_level=None)
+            version = self._check_identity(connection, exists)
+            if self.mode == "write":
+                if version == 0:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                    connection.executescript(SCHEMA)
+                    connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                connection.execute("PRAGMA synchronous=NORMAL")
+            self.schema = version or SCHEMA_VERSION
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{path} cannot be read as a results store ({error}); it may be damaged or not a store: "
+                             "pass another --out or --store") from None
+        return connection
+
+    def _check_identity(self, connection: sqlite3.Connection, existed: bool) -> int:
+        """The schema version of an existing store, 0 for a new empty file; a StoreError for anything else."""
+        application = connection.execute("PRAGMA application_id").fetchone()[0]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if application == APPLICATION_ID:
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} was written by a newer goodhartlab (schema {version}); upgrade "
+                                 "goodhartlab to read it")
+            return int(version)
+        if application == 0 and {"studies", "runs", "points"} <= tables and version == 0:
+            if self.mode == "write":
+                raise StoreError(f"{self.path} was written by an earlier goodhartlab, whose run identities are "
+                                 "computed differently; new runs would be mixed with runs made under other defaults. "
+                                 "`goodhartlab report --store` still reads it; write new runs to another --out")
+            return 1
+        if application != 0 or tables:
+            raise StoreError(f"{self.path} is an SQLite database but not a goodhartlab results store; goodhartlab "
+                             "will not add its tables to it. Pass another --out or --store")
+        if not existed or self.mode == "write":
+            return 0
+        raise StoreError(f"{self.path} is an empty database, not a results store")
 
     def close(self) -> None:
         self._connection.close()
@@ -145,6 +232,8 @@ class ResultsStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.mode != "write":
+            raise StoreError(f"{self.path} is open read-only")
         self._connection.execute("BEGIN IMMEDIATE")
         try:
             yield self._connection
@@ -153,57 +242,147 @@ class ResultsStore:
             raise
         self._connection.execute("COMMIT")
 
-    def add_study(self, study: str, title: str, description: str = "",
-                  meta: dict[str, Any] | None = None) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO studies VALUES (?, ?, ?, ?)",
-                       (study, title, description, json.dumps(meta or {})))
+    # -- writing --------------------------------------------------------------------------------------------
 
     def finished_ids(self) -> set[str]:
         return {row[0] for row in self._connection.execute("SELECT run_id FROM runs")}
 
-    def save_run(self, identifier: str, study: str, variant: str, task: str,
-                 config: dict[str, Any], seed: int, result: RunResult, duration_s: float) -> bool:
-        """Store a finished run and its points atomically; False if it was already there."""
+    def save_run(self, identifier: str, study: StudyInfo, variant: str, kind: str, config: Mapping[str, Any],
+                 seed: int, result: RunResult, duration_s: float) -> bool:
+        """Store a finished run, its points, and its study's row if this is the study's first run, in one
+        transaction; False if the run was already there (another process stored it first)."""
+        summary = json.dumps(result.summary, default=_jsonable, allow_nan=True)
         with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO studies VALUES (?, ?, ?, ?)",
+                       (study.study, study.title, study.description, json.dumps(study.meta)))
             cursor = db.execute(
                 "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (identifier, study, variant, task, json.dumps(config, sort_keys=True), seed,
-                 json.dumps(environment()), json.dumps(result.summary, default=_jsonable),
-                 duration_s, time.strftime("%Y-%m-%dT%H:%M:%S")))
+                (identifier, study.study, variant, kind, json.dumps(dict(config), sort_keys=True), seed,
+                 json.dumps(environment()), summary, duration_s, time.strftime("%Y-%m-%dT%H:%M:%S")))
             if cursor.rowcount == 0:
                 return False
             db.executemany(
-                "INSERT INTO points VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(identifier, name, index, float(x), curve.pressure_kind,
-                  _finite_or_none(p), _finite_or_none(g))
+                "INSERT INTO points VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(identifier, name, index, float(x), curve.pressure_kind, _finite_or_none(p), _finite_or_none(g),
+                  _nonfinite(p, g))
                  for name, curve in result.curves.items()
-                 for index, (x, p, g) in enumerate(zip(curve.pressure, curve.proxy, curve.gold,
-                                                       strict=True))])
+                 for index, (x, p, g) in enumerate(zip(curve.pressure, curve.proxy, curve.gold, strict=True))])
+            db.execute("DELETE FROM failures WHERE run_id = ?", (identifier,))
         return True
 
-    def studies(self) -> list[tuple[str, str, str, dict[str, Any]]]:
-        rows = self._connection.execute("SELECT study, title, description, meta FROM studies "
-                                        "ORDER BY rowid")
-        return [(s, t, d, json.loads(m)) for s, t, d, m in rows]
+    def save_failure(self, identifier: str, study: str, variant: str, kind: str, config: Mapping[str, Any],
+                     seed: int, error: str, traceback: str) -> None:
+        """Record that a run failed (the last failure of a run is kept; a later success clears it)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM failures WHERE run_id = ?", (identifier,))
+            db.execute("INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (identifier, study, variant, kind, json.dumps(dict(config), sort_keys=True), seed, error,
+                        traceback, time.strftime("%Y-%m-%dT%H:%M:%S")))
+
+    def add_run_dir(self, folder: str | Path, *, study: str = "trl", variant: str | None = None,
+                    title: str | None = None) -> AddedRun:
+        """Store a training run that `OveroptimizationCallback` logged into `folder` (runlog.jsonl, summary.json,
+        config.json): its gold rows as a KL curve, its summary, the trainer's arguments as its config."""
+        from goodhartlab.measure.runlog import read_run_log
+
+        source = Path(folder)
+        if not (source / "runlog.jsonl").is_file():
+            raise StoreError(f"{source} holds no runlog.jsonl; pass a folder OveroptimizationCallback wrote")
+        log = read_run_log(source / "runlog.jsonl")
+        summary = _json_mapping(_read_text(source / "summary.json"))
+        trainer = _json_mapping(_read_text(source / "config.json"))
+        config = trainer.get("args", {})
+        seed = int(trainer.get("seed", log.seed[0] if len(log) else 0))
+        kind = f"trl {trainer.get('trainer', 'trainer')}"
+        curve = str(trainer.get("curve", "rl"))
+        points = log.curve_points()
+        curves = {curve: points} if len(points.pressure) >= 2 else {}
+        if not curves:
+            summary["curve_error"] = (f"{len(points.pressure)} gold-evaluated KL level(s); a curve needs at least 2 "
+                                      "(log gold more often, or train longer)")
+        name = variant or source.resolve().name
+        info = StudyInfo(study, title or f"{study}: proxy and gold against KL",
+                         f"TRL runs logged by OveroptimizationCallback; KL in nats per sequence, gold from "
+                         f"'{summary.get('gold_key', 'rewards/gold/mean')}'.")
+        identifier = run_id(study, kind, config, seed)
+        new = self.save_run(identifier, info, name, kind, config, seed, RunResult(curves, summary),
+                            float(summary.get("train_seconds", 0.0) or 0.0))
+        return AddedRun(identifier, study, name, new)
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    def studies(self) -> list[StudyInfo]:
+        rows = self._connection.execute("SELECT study, title, description, meta FROM studies ORDER BY rowid")
+        return [StudyInfo(s, t, d, _json_mapping(m)) for s, t, d, m in rows]
 
     def runs(self, study: str | None = None) -> list[StoredRun]:
-        query = "SELECT run_id, study, variant, task, config, seed, environment, summary, duration_s FROM runs"
+        kind = "task" if self.schema == 1 else "kind"
+        query = f"SELECT run_id, study, variant, {kind}, config, seed, environment, summary, duration_s FROM runs"
         rows = (self._connection.execute(query + " WHERE study = ? ORDER BY rowid", (study,))
                 if study is not None else self._connection.execute(query + " ORDER BY rowid"))
-        return [StoredRun(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], json.loads(r[6]),
-                          json.loads(r[7]), r[8]) for r in rows]
+        return [StoredRun(r[0], r[1], r[2], r[3], _json_mapping(r[4]), r[5], _json_mapping(r[6]),
+                          _json_mapping(r[7]), r[8]) for r in rows]
+
+    def failures(self, study: str | None = None) -> list[StoredFailure]:
+        if self.schema < 2:
+            return []
+        query = "SELECT run_id, study, variant, seed, error, traceback FROM failures"
+        rows = (self._connection.execute(query + " WHERE study = ? ORDER BY rowid", (study,))
+                if study is not None else self._connection.execute(query + " ORDER BY rowid"))
+        return [StoredFailure(*row) for row in rows]
 
     def points(self, run: str) -> dict[str, CurvePoints]:
+        """The run's curves; a value that was not finite reads as None (see `nonfinite`)."""
         curves: dict[str, CurvePoints] = {}
         for name, x, kind, proxy, gold in self._connection.execute(
                 "SELECT curve, pressure, pressure_kind, proxy, gold FROM points WHERE run_id = ? "
                 "ORDER BY curve, idx", (run,)):
-            curve = curves.setdefault(name, CurvePoints([], [], [], kind))
+            curve = curves.setdefault(name, CurvePoints([], [], [], check_pressure_kind(kind)))
             curve.pressure.append(x)
             curve.proxy.append(proxy)
             curve.gold.append(gold)
         return curves
+
+    def nonfinite(self, run: str) -> list[tuple[str, float, str]]:
+        """(curve, pressure, what) for every point whose proxy or gold was NaN or infinite."""
+        if self.schema < 2:
+            return []
+        return [(c, x, note) for c, x, note in self._connection.execute(
+            "SELECT curve, pressure, nonfinite FROM points WHERE run_id = ? AND nonfinite IS NOT NULL "
+            "ORDER BY curve, idx", (run,))]
+
+    def result(self, run: str) -> RunResult:
+        """A stored run as the study returned it (non-finite values as None)."""
+        (summary,) = self._connection.execute("SELECT summary FROM runs WHERE run_id = ?", (run,)).fetchone()
+        return RunResult(self.points(run), _json_mapping(summary))
+
+
+def _check_sqlite_header(path: Path) -> None:
+    """A file that is not SQLite at all (an HTML report, a CSV) gets a clear error before SQLite reads it."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(16)
+    except OSError as error:
+        raise StoreError(f"cannot read {path}: {error.strerror}") from None
+    if header and header != b"SQLite format 3\x00":
+        raise StoreError(f"{path} is not a results store (not an SQLite file); pass the results.sqlite that "
+                         "`goodhartlab run` or `demo` wrote")
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _json_mapping(text: str | None) -> dict[str, Any]:
+    """A stored JSON object; anything else (null, a damaged cell) reads as an empty mapping."""
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _jsonable(value: Any) -> Any:

@@ -21,8 +21,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import gammaln
 
-from goodhartlab.measure._checks import as_finite, as_positive_ints
 from goodhartlab.measure.kl import kl_bestofn
+from goodhartlab.measure.scaling import LawFit, fit_law
+from goodhartlab.measure.validation import as_finite, as_positive_ints
 
 # About 16 MB of float64 per block: large enough that two threads overlap their sorts well,
 # small enough that the sorted copies stay out of swap on a laptop.
@@ -80,6 +81,15 @@ class BestOfNCurve:
         if prompts < 2:
             return np.full(len(self.ns), np.nan)
         return self.proxy_per_prompt.std(axis=0, ddof=1) / np.sqrt(prompts)
+
+
+def fit_bestofn_law(curve: BestOfNCurve, *, max_kl: float | None = None, seed: int = 0) -> LawFit:
+    """The best-of-n law over every (prompt, n) point, bootstrapped over prompts (Gao et al. fit the mean;
+    fitting the points lets the bootstrap resample whole prompts)."""
+    prompts = curve.gold_per_prompt.shape[0]
+    groups = np.repeat(np.arange(prompts), curve.ns.size)
+    return fit_law(np.tile(curve.kl, prompts), curve.gold_per_prompt.ravel(), "bon", groups=groups, max_kl=max_kl,
+                   seed=seed)
 
 
 PEAK_DROP_KEYS = ("gold_peak_n", "gold_drop_to_n", "gold_drop", "gold_drop_low", "gold_drop_high",

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from goodhartlab.measure._checks import as_finite, as_positive_ints
+from goodhartlab.measure.validation import as_finite, as_positive_ints
 
 Estimator = Literal["k1", "k2", "k3"]
 KLUnit = Literal["nats_per_sequence", "nats_per_token", "bits_per_sequence", "bits_per_token"]

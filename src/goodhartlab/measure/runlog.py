@@ -21,11 +21,29 @@ import numpy as np
 from numpy.typing import NDArray
 
 from goodhartlab.measure.curve import Curve, average_repeats
-from goodhartlab.measure.kl import to_nats_per_sequence
+from goodhartlab.measure.kl import KLUnit, to_nats_per_sequence
+from goodhartlab.results import PRESSURE_KINDS, CurvePoints, PressureKind, check_pressure_kind
 
 REQUIRED = ("step", "kl", "proxy", "gold")
 OPTIONAL_NUMBERS = ("length", "seed")
 COLUMNS = (*REQUIRED, *OPTIONAL_NUMBERS, "ensemble_scores", "pressure_kind")
+
+# TRL's metric names, in one place: the log reader here and the training callback (integrations.trl) both use them.
+TRL_KL_KEYS: tuple[tuple[str, KLUnit], ...] = (("objective/kl", "nats_per_sequence"), ("kl", "nats_per_token"))
+"""(key, unit) in the order they are looked for: PPO and Online DPO log a sequence sum; GRPO and RLOO a masked
+per-token mean, which needs the batch's mean completion length to become nats per sequence."""
+TRL_PROXY_KEYS = ("reward", "objective/scores")
+"""GRPO and RLOO: the weighted sum of the reward functions they optimize; PPO: the reward model's score."""
+TRL_LENGTH_KEY = "completions/mean_length"
+TRL_GOLD_KEY = "rewards/gold/mean"
+"""Where gold is, when it is a weight-0 reward function named 'gold' (TRL logs rewards/<name>/mean)."""
+TRL_TRAINING_KEYS = ("loss", *TRL_PROXY_KEYS, *(key for key, _ in TRL_KL_KEYS))
+"""A log entry holding one of these is a training step; others are evaluations or the end-of-training summary."""
+
+
+def reward_function_key(name: str) -> str:
+    """The key TRL logs a reward function's batch mean under."""
+    return f"rewards/{name}/mean"
 
 
 class RunLogError(ValueError):
@@ -47,9 +65,10 @@ class RunLog:
     gold: NDArray[np.float64]  # NaN between gold evaluations
     length: NDArray[np.float64]
     seed: NDArray[np.int64]
-    pressure_kind: str = "kl"
+    pressure_kind: PressureKind = "kl"
     ensemble_scores: list[list[float] | None] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # unit conversions applied on ingest
+    gold_key: str | None = None  # in a TRL log, the key gold was read from
 
     def __len__(self) -> int:
         return int(self.step.size)
@@ -57,6 +76,14 @@ class RunLog:
     @property
     def has_gold(self) -> NDArray[np.bool_]:
         return ~np.isnan(self.gold)
+
+    def curve_points(self) -> CurvePoints:
+        """The gold-evaluated rows as one curve against KL, for a results store: rows at an equal KL averaged
+        (seeds and all), proxy averaged where it was logged."""
+        rows = self.has_gold
+        levels, proxy, gold = average_repeats(self.kl[rows], self.proxy[rows], self.gold[rows])
+        return CurvePoints(levels.tolist(), [None if np.isnan(p) else float(p) for p in proxy], gold.tolist(),
+                           self.pressure_kind)
 
     def curve(self) -> Curve:
         """The gold-evaluated rows as a curve against KL.
@@ -129,6 +156,9 @@ def _build(path: Path, rows: Iterator[tuple[str, Mapping[str, Any]]], notes: lis
         ensembles.append(_ensemble(path, label, record.get("ensemble_scores")))
         kind = record.get("pressure_kind")
         if kind not in (None, ""):
+            if kind not in PRESSURE_KINDS:
+                raise RunLogError(path, f"{str(kind)[:40]!r} is not a pressure kind; use one of "
+                                  f"{', '.join(PRESSURE_KINDS)}", label, "pressure_kind")
             kinds.add(str(kind))
     if not columns["step"]:
         raise RunLogError(path, "holds no rows; a run log needs one row per evaluation point with "
@@ -143,7 +173,7 @@ def _build(path: Path, rows: Iterator[tuple[str, Mapping[str, Any]]], notes: lis
     return RunLog(path=str(path), step=np.array(columns["step"]), kl=np.array(columns["kl"]),
                   proxy=np.array(columns["proxy"]), gold=gold, length=np.array(columns["length"]),
                   seed=np.array(columns["seed"], dtype=np.int64),
-                  pressure_kind=kinds.pop() if kinds else "kl", ensemble_scores=ensembles,
+                  pressure_kind=check_pressure_kind(kinds.pop()) if kinds else "kl", ensemble_scores=ensembles,
                   notes=notes)
 
 
@@ -199,48 +229,80 @@ def _checked_record(path: Path, label: str, record: Any, where: str) -> Mapping[
     return record
 
 
-def _trl_rows(path: Path, state: Mapping[str, Any], gold_key: str | None,
+def trl_gold_key(path: str | Path, keys: set[str], gold_key: str | None) -> str:
+    """The key gold is read from in a TRL log holding `keys`: `gold_key` if given (and present), else
+    'rewards/gold/mean' or 'gold', else the one reward function's mean whose name says gold. Never a '/std', and never a
+    key that only happens to contain 'gold' (say a 'golden_ratio_lr')."""
+    rewards = sorted(key for key in keys if key.startswith("rewards/") and key.endswith("/mean"))
+    if gold_key is not None:
+        if gold_key not in keys:
+            raise RunLogError(path, f"no log entry has the key {gold_key!r} (--gold-key); the reward functions' means "
+                              f"logged are: {', '.join(rewards) or 'none'}", field=gold_key)
+        return gold_key
+    for default in (TRL_GOLD_KEY, "gold"):
+        if default in keys:
+            return default
+    candidates = [key for key in rewards if "gold" in key.lower()]
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        raise RunLogError(path, f"several reward functions could be gold ({', '.join(candidates)}); pass --gold-key "
+                          "naming the one", field="gold")
+    raise RunLogError(path, f"no log entry has gold: expected '{TRL_GOLD_KEY}' (a weight-0 reward function named "
+                      f"'gold'); the reward functions' means logged are: {', '.join(rewards) or 'none'}. Pass "
+                      "--gold-key naming the key that holds gold", field="gold")
+
+
+def _trl_rows(path: Path, history: list[Any], gold_name: str,
               notes: list[str]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    noted: set[str] = set()
+    for index, entry in enumerate(history):
+        label = f"log_history[{index}]"
+        kl_found = next(((key, unit) for key, unit in TRL_KL_KEYS if key in entry), None)
+        if kl_found is None:
+            continue  # a summary or eval-only entry: not an evaluation point of the policy
+        key, unit = kl_found
+        kl = entry[key]
+        if unit == "nats_per_token":
+            length = entry.get(TRL_LENGTH_KEY)
+            if length is None:
+                raise RunLogError(path, f"'{key}' is a per-token mean in GRPO/RLOO logs and needs "
+                                  f"'{TRL_LENGTH_KEY}' in the same entry to become nats per sequence", label,
+                                  TRL_LENGTH_KEY)
+            per_token = _number(path, label, key, kl, required=True)
+            mean_length = _number(path, label, TRL_LENGTH_KEY, length, required=True)
+            kl = float(to_nats_per_sequence(per_token, unit, mean_length))
+            if key not in noted:
+                notes.append(f"{key}: per-token mean × {TRL_LENGTH_KEY} → nats per sequence")
+                noted.add(key)
+        proxy_name = next((k for k in TRL_PROXY_KEYS if k in entry), None)
+        yield label, {
+            "step": entry.get("step"), "kl": kl,
+            "proxy": entry.get(proxy_name) if proxy_name else None,
+            "gold": entry.get(gold_name),
+            "length": entry.get(TRL_LENGTH_KEY),
+        }
+
+
+def _trl_log(path: Path, state: Mapping[str, Any], gold_key: str | None, notes: list[str]) -> RunLog:
     history = state.get("log_history")
     if not isinstance(history, list):
         raise RunLogError(path, "has no 'log_history' list; is this a TRL/transformers "
                           "trainer_state.json?", field="log_history")
-    noted: set[str] = set()
     for index, entry in enumerate(history):
-        label = f"log_history[{index}]"
         if not isinstance(entry, dict):
-            raise RunLogError(path, f"expected an object, got {type(entry).__name__}", label)
-        if "objective/kl" in entry:  # PPO and Online DPO: already a sequence sum
-            kl = entry["objective/kl"]
-        elif "kl" in entry:  # GRPO and RLOO: a masked per-token mean
-            length = entry.get("completions/mean_length")
-            if length is None:
-                raise RunLogError(path, "'kl' is a per-token mean in GRPO/RLOO logs and needs "
-                                  "'completions/mean_length' in the same entry to become nats per "
-                                  "sequence", label, "completions/mean_length")
-            per_token = _number(path, label, "kl", entry["kl"], required=True)
-            mean_length = _number(path, label, "completions/mean_length", length, required=True)
-            kl = float(to_nats_per_sequence(per_token, "nats_per_token", mean_length))
-            if "kl" not in noted:
-                notes.append("kl: per-token mean × completions/mean_length → nats per sequence")
-                noted.add("kl")
-        else:
-            continue  # a summary or eval-only entry: not an evaluation point of the policy
-        gold_name = gold_key or next((k for k in entry if "gold" in k.lower()), None)
-        proxy_name = next((k for k in ("objective/scores", "reward") if k in entry), None)
-        yield label, {
-            "step": entry.get("step"), "kl": kl,
-            "proxy": entry.get(proxy_name) if proxy_name else None,
-            "gold": entry.get(gold_name) if gold_name else None,
-            "length": entry.get("completions/mean_length"),
-        }
+            raise RunLogError(path, f"expected an object, got {type(entry).__name__}", f"log_history[{index}]")
+    keys = {key for entry in history for key in entry}
+    gold_name = trl_gold_key(path, keys, gold_key)
+    log = _build(path, _trl_rows(path, history, gold_name, notes), notes)
+    return RunLog(**{**log.__dict__, "gold_key": gold_name})
 
 
 def read_run_log(path: str | Path, *, gold_key: str | None = None) -> RunLog:
     """Read a CSV, JSONL or TRL trainer_state.json run log.
 
-    In a TRL log, gold is the first key containing 'gold' (for instance the weight-0 reward
-    function `rewards/gold/mean`) unless `gold_key` names it.
+    In a TRL log, gold is read from `gold_key`, else from 'rewards/gold/mean' (a weight-0 reward function
+    named gold), else from the one reward function whose name says gold (see `trl_gold_key`).
     """
     source = Path(path)
     try:
@@ -267,7 +329,7 @@ def read_run_log(path: str | Path, *, gold_key: str | None = None) -> RunLog:
             except json.JSONDecodeError as error:
                 raise RunLogError(source, f"is not valid JSON ({error.msg} at line {error.lineno})") from None
             if isinstance(document, dict):
-                return _build(source, _trl_rows(source, document, gold_key, notes), notes)
+                return _trl_log(source, document, gold_key, notes)
             if isinstance(document, list):
                 return _build(source, _list_rows(source, document), notes)
             raise RunLogError(source, "expected a trainer_state.json object or a list of rows")

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import xlogy
 
-from goodhartlab.measure._checks import as_finite
+from goodhartlab.measure.validation import as_finite
 
 LawForm = Literal["bon", "rl"]
 LAW_FORMS: tuple[LawForm, ...] = ("bon", "rl")

@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 from scipy.stats import beta as beta_dist
 from scipy.stats import norm, rankdata
 
-from goodhartlab.measure._checks import as_finite
+from goodhartlab.measure.validation import as_finite
 
 
 def _check_counts(successes: int, trials: int) -> None:

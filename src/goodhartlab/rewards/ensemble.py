@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import rankdata
 
-from goodhartlab.measure._checks import as_finite
+from goodhartlab.measure.validation import as_finite
 
 Aggregation = Literal["mean", "worst", "uncertainty"]
 Normalization = Literal["zscore", "robust", "none"]

@@ -63,3 +63,25 @@ def list_environments() -> list[EnvEntry]:
                                metadata["true_reward"], metadata.get("description", "")))
         env.close()
     return listed
+
+
+def check_environment(env_id: str, env_kwargs: dict[str, Any] | None = None, *,
+                      needs_reward_parameters: bool = False) -> None:
+    """Fail before training when `env_id` is not registered, rejects `env_kwargs`, or lacks the reward
+    parameters a current-RF learner reads. The errors name the field ('env', 'env_kwargs')."""
+    from goodhartlab.config import ConfigError
+
+    register_all()
+    try:
+        gym.spec(env_id)
+    except gym.error.Error:
+        raise ConfigError("env", f"{env_id!r} is not a registered environment; `goodhartlab envs` lists them") from None
+    try:
+        env = gym.make(env_id, **(env_kwargs or {}))
+    except (TypeError, ValueError) as error:
+        raise ConfigError("env_kwargs", f"are not accepted by {env_id}: {error}") from None
+    metadata = env.unwrapped.metadata
+    env.close()
+    if needs_reward_parameters and "initial_reward_parameters" not in metadata:
+        raise ConfigError("agent.learn_from", f"'current_rf' needs an environment with reward parameters; {env_id} "
+                          "has none")

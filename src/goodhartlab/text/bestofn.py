@@ -5,656 +5,166 @@ estimator over the whole pool, with intervals over prompts, and the best-of-n la
 is fitted to gold with a bootstrap over prompts.
 
 The proxy is a lexicon scorer or `learned`: a Bradley–Terry reward model on the policy's hidden
-states, trained on `proxy_pairs` gold-labelled comparisons of policy samples to other prompts.
-Sampled pools, and their scores and features, are cached on disk, so the variants of a study
-(proxies, pair counts) score the same responses; a pool's batches are kept as they are sampled, and
-its scores and features chunk by chunk, so an interrupted study neither does again what it
-finished nor loses what it had done.
+states, trained on `proxy_pairs` gold-labelled comparisons of policy samples to other prompts
+(`goodhartlab.text.learned_proxy`). Pools, and their scores and features, come from the pool cache
+(`goodhartlab.text.pools`), so the variants of a study (proxies, pair counts) score the same responses.
 """
 
 from __future__ import annotations
 
-import contextlib
-import glob
-import hashlib
-import json
-import os
-import sys
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from goodhartlab.lab.store import CurvePoints, RunResult, replace_atomically
-from goodhartlab.lab.studies import parse_config
-from goodhartlab.text.scorers import Scorer
-
-if TYPE_CHECKING:
-    from goodhartlab.text.learned import BradleyTerryHead
-
-LEARNED = "learned"
-SAMPLE_DTYPES = ("bfloat16", "float32")
-DEVICES = ("auto", "cpu", "cuda")
-JOURNAL_SUFFIX = ".batches.jsonl"  # a pool's batches while it is being sampled
-PROGRESS_EVERY_S = 30.0  # a long step reports at most this often
-# responses scored or encoded at a time, so a long step can report: a multiple of the encoders'
-# batches of 64, so every batch, padding included, and with it every number, is what one call gives
-CHUNK_RESPONSES = 1024
+from goodhartlab.config import ConfigError, above, at_least, config_dict, one_of
+from goodhartlab.results import CurvePoints, RunResult
+from goodhartlab.rewards.bradley_terry import available_pairs
+from goodhartlab.text.models import SMOLLM2
+from goodhartlab.text.pools import Device, PoolSampler, SampleDtype, SamplingSettings, word_counts
+from goodhartlab.text.proxies import LEARNED, PROXIES
+from goodhartlab.text.tasks import TASKS, resolve_task
 
 
 @dataclass
 class BestOfNConfig:
+    """One best-of-n study. Fields hold what was given; values derived from them (the task's own response
+    length, the learned proxy's prompt count) are properties, so a stored config reads as it was written."""
+
     task: str = "sentiment"
-    proxy: str = "vader"  # a lexicon scorer, or "learned" (Bradley–Terry on gold-labelled pairs)
-    policy: str = "smollm2-135m-instruct"
+    """A built-in task (sentiment, short-review) or 'package.module:Class'."""
+    proxy: str = "vader"
+    """vader, afinn, or learned (a Bradley–Terry reward model trained on gold-labelled pairs)."""
+    policy: str = SMOLLM2
+    """An offline asset name, a local model folder, or a Hub name online."""
     prompts: int = 16
+    """Prompts evaluated, each with its own pool."""
     pool: int = 64
-    max_new_tokens: int = 0  # 0: the task's own (32 tokens for sentiment, 96 for short-review)
+    """Samples per prompt; the curve reaches the largest power of two in it."""
+    max_new_tokens: int = 0
+    """Response length cap in tokens; 0: the task's own (32 for sentiment, 96 for short-review)."""
     temperature: float = 1.0
-    batch_size: int = 128
-    sample_dtype: str = "bfloat16"  # the policy copy that samples and gives the learned proxy its features
-    device: str = "auto"  # where that copy runs: "cpu", "cuda", or "auto" (CUDA when torch sees one)
-    # The learned proxy's data. By default every comparison has its own prompt and its own two samples,
-    # so more pairs is more data (pairs drawn among a few prompts' samples soon reuse the same responses).
-    proxy_pairs: int = 256  # gold-labelled comparisons it is trained on
-    train_prompts: int = 0  # prompts (disjoint from the evaluated ones) its pairs come from; 0: one per pair
-    train_pool: int = 2  # samples per training prompt
+    sample_batch_size: int = 128
+    """Responses sampled per forward pass (part of a pool's identity: each batch has its own seed)."""
+    sample_dtype: SampleDtype = "bfloat16"
+    """The policy copy that samples and gives the learned proxy its features."""
+    device: Device = "auto"
+    """Where that copy runs: cpu, cuda, or auto (CUDA when torch sees one)."""
+    proxy_pairs: int = 256
+    """Learned proxy: gold-labelled comparisons it is trained on."""
+    train_prompts: int = 0
+    """Learned proxy: prompts (disjoint from the evaluated ones) its pairs come from; 0: one per pair."""
+    train_pool: int = 2
+    """Learned proxy: samples per training prompt (more than 2 draws several pairs per prompt)."""
 
     def __post_init__(self) -> None:
-        from goodhartlab.text.scorers import PROXIES
-        from goodhartlab.text.tasks import make_task
-
-        task = make_task(self.task)
-        if self.max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 1, or 0 for the task's own, got {self.max_new_tokens}")
-        self.max_new_tokens = self.max_new_tokens or task.max_new_tokens
-        if self.proxy not in (*PROXIES, LEARNED):
-            raise ValueError(f"unknown proxy {self.proxy!r}; known: {', '.join((*PROXIES, LEARNED))}")
-        if self.prompts < 1 or self.pool < 2:
-            raise ValueError(f"need prompts >= 1 and pool >= 2, got {self.prompts} and {self.pool}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 (responses sampled per forward pass), got {self.batch_size}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        self.temperature = float(self.temperature)  # `1` and `1.0` in a spec are the same pool, under one cache key
-        if self.sample_dtype not in SAMPLE_DTYPES:
-            raise ValueError(f"sample_dtype must be one of {', '.join(SAMPLE_DTYPES)}, got {self.sample_dtype!r}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        one_per_pair = self.proxy == LEARNED and self.train_prompts == 0
+        task = resolve_task(self.task)
+        if self.task in TASKS:  # a user's task knows its own proxies: task.proxy(name) says when one is unknown
+            one_of(self, "proxy", PROXIES)
+        at_least(self, "prompts", 1)
+        at_least(self, "pool", 2)
+        at_least(self, "max_new_tokens", 0, why="0 means the task's own")
+        at_least(self, "sample_batch_size", 1)
+        above(self, "temperature", 0)
         if self.proxy == LEARNED:
-            if self.proxy_pairs < 1 or self.train_prompts < 0 or self.train_pool < 2:
-                raise ValueError(f"the learned proxy needs proxy_pairs >= 1, train_prompts >= 1 (or 0: one per pair) "
-                                 f"and train_pool >= 2, got {self.proxy_pairs}, {self.train_prompts} and "
-                                 f"{self.train_pool}")
-            if one_per_pair:
-                if self.train_pool != 2:
-                    raise ValueError(f"train_prompts is unset (one prompt per pair), which needs train_pool 2; with "
-                                     f"train_pool {self.train_pool}, set train_prompts too")
-                self.train_prompts = self.proxy_pairs  # resolved, so the stored config names the prompts sampled
+            at_least(self, "proxy_pairs", 1)
+            at_least(self, "train_prompts", 0, why="0 means one per pair")
+            at_least(self, "train_pool", 2)
+            if self.train_prompts == 0 and self.train_pool != 2:
+                raise ConfigError("train_pool", f"is {self.train_pool}, but train_prompts is unset (one prompt per "
+                                  "pair), which needs train_pool 2; set train_prompts too")
             if self.proxy_pairs > self.available_pairs:
-                raise ValueError(f"proxy_pairs must be between 1 and train_prompts x C(train_pool, 2) = "
-                                 f"{self.available_pairs} (train_prompts {self.train_prompts}, train_pool "
-                                 f"{self.train_pool}); got {self.proxy_pairs}")
+                raise ConfigError("proxy_pairs", f"must be between 1 and train_prompts x C(train_pool, 2) = "
+                                  f"{self.available_pairs} (train_prompts {self.training_prompts}, train_pool "
+                                  f"{self.train_pool}); got {self.proxy_pairs}")
         needed = self.prompts + self.training_prompts
         if needed > task.prompt_count:
             fields, advice = f"prompts ({self.prompts})", "ask for fewer"
             if self.proxy == LEARNED:
-                fields += f" + train_prompts ({self.train_prompts}{': one per pair' if one_per_pair else ''})"
+                one_per_pair = ": one per pair" if self.train_prompts == 0 else ""
+                fields += f" + train_prompts ({self.training_prompts}{one_per_pair})"
                 advice += " (fewer proxy_pairs, or several pairs per prompt: train_pool > 2 with train_prompts set)"
-            raise ValueError(f"{fields} = {needed} is more than the {self.task} task's {task.prompt_count} prompts; "
-                             f"{advice}")
+            raise ConfigError("prompts", f"is too many: {fields} = {needed} is more than the {self.task} task's "
+                              f"{task.prompt_count} prompts; {advice}")
+
+    @property
+    def response_tokens(self) -> int:
+        """The response length sampled: max_new_tokens, or the task's own."""
+        return self.max_new_tokens or resolve_task(self.task).max_new_tokens
+
+    @property
+    def training_prompts(self) -> int:
+        """Prompts sampled to train the learned proxy, beyond the evaluated ones: none for a lexicon."""
+        if self.proxy != LEARNED:
+            return 0
+        return self.train_prompts or self.proxy_pairs
 
     @property
     def available_pairs(self) -> int:
         """The distinct comparisons the learned proxy's training pools hold."""
-        from goodhartlab.text.learned import available_pairs
+        return available_pairs(self.training_prompts, self.train_pool)
 
-        return available_pairs(self.train_prompts, self.train_pool)
+    def derived(self) -> dict[str, Any]:
+        """The values computed from the fields, part of a run's identity: a task whose own length
+        changes gives new runs."""
+        return {"response_tokens": self.response_tokens, "training_prompts": self.training_prompts}
 
-    @property
-    def training_prompts(self) -> int:
-        """Prompts sampled to train the proxy, beyond the evaluated ones: none for a lexicon."""
-        return self.train_prompts if self.proxy == LEARNED else 0
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(self.policy, self.response_tokens, self.temperature, self.sample_batch_size,
+                                self.sample_dtype, self.device)
 
     def ns(self) -> list[int]:
         """Every power of two up to the pool: a larger pool reaches a larger KL, log n - (n - 1) / n."""
         return [2 ** k for k in range(self.pool.bit_length())]
 
-    def resolved_device(self) -> str:
-        import torch
 
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; install the CUDA build "
-                             "of torch, or use device 'auto' or 'cpu'")
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
-
-
-def _say(message: str) -> None:
-    print(f"[best-of-n] {message}", file=sys.stderr, flush=True)
-
-
-class Progress:
-    """Responses done out of `total`, on stderr at most every `every` seconds and at the end, with the
-    time left estimated from this run's own pace (`already`: what a resumed run found done)."""
-
-    def __init__(self, total: int, *, already: int = 0, every: float = PROGRESS_EVERY_S) -> None:
-        self.total, self.already, self.every = total, already, every
-        self.start = self.last = time.monotonic()
-
-    def __call__(self, count: int) -> None:
-        now = time.monotonic()
-        if count < self.total and now - self.last < self.every:
-            return
-        self.last = now
-        elapsed, new = now - self.start, count - self.already
-        left = ""
-        if new > 0 and count < self.total:
-            left = f", about {_duration(elapsed / new * (self.total - count))} left"
-        _say(f"  {count:,}/{self.total:,} responses ({_duration(elapsed)}{left})")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-
-
-def _in_chunks(what: str, prompts: list[str], responses: list[str],
-               step: Callable[[list[str], list[str]], np.ndarray], target: Path,
-               finish: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """`step` (a scorer's or encoder's) over the pairs CHUNK_RESPONSES at a time, with progress, and
-    `finish` of the whole saved to `target`. Each chunk is kept beside `target` as it finishes, so a
-    run stopped an hour into encoding a large pool resumes where it stopped; the chunks go once
-    `target` is written."""
-    _say(f"{what} {len(responses):,} responses")
-    starts = range(0, len(responses), CHUNK_RESPONSES)
-    parts = {start: _finished_chunk(target, start, min(CHUNK_RESPONSES, len(responses) - start)) for start in starts}
-    already = sum(len(part) for part in parts.values() if part is not None)
-    if already:
-        _say(f"  resuming: {already:,} responses were done before the last run stopped")
-    progress = Progress(len(responses), already=already)
-    for start in starts:
-        if parts[start] is None:
-            end = start + CHUNK_RESPONSES
-            part = parts[start] = np.asarray(step(prompts[start:end], responses[start:end]))
-            _save_array(_chunk_path(target, start), part)
-        progress(min(start + CHUNK_RESPONSES, len(responses)))
-    whole = finish(np.concatenate([parts[start] for start in starts]))
-    _save_array(target, whole)
-    _drop_chunks(target)
-    return whole
-
-
-def _cached_array(target: Path) -> np.ndarray | None:
-    """The whole array if a run finished it, else None. Chunks a run left when it stopped between
-    writing the whole and deleting them go now."""
-    if not target.exists():
-        return None
-    _drop_chunks(target)
-    _mark_used(target)
-    return np.load(target)
-
-
-def _drop_chunks(target: Path) -> None:
-    for chunk in target.parent.glob(f"{glob.escape(target.name)}.from-*.npy"):
-        chunk.unlink(missing_ok=True)
-
-
-def _chunk_path(target: Path, start: int) -> Path:
-    """Where the chunk from response `start` waits; it shares the pool's name, so the cache's listing
-    and removal of pools count it with them."""
-    return target.with_name(f"{target.name}.from-{start:09d}.npy")
-
-
-def _finished_chunk(target: Path, start: int, length: int) -> np.ndarray | None:
-    """A chunk a stopped run finished, or None: unreadable or of another length (chunk size changed)."""
-    path = _chunk_path(target, start)
-    try:
-        part = np.load(path)
-    except (OSError, ValueError, EOFError):
-        return None
-    return part if len(part) == length else None
-
-
-class PoolSampler:
-    """Loads the policy once and samples pools, keeping each in the cache under a key of everything
-    that determines it (policy, prompts, pool, length, temperature, dtype, batch size, seed, device)."""
-
-    def __init__(self, cfg: BestOfNConfig) -> None:
-        self.cfg = cfg
-        self._policy: tuple[Any, Any] | None = None
-        self._tokenizer: Any = None
-        self._sampler: Any = None
-
-    @property
-    def policy(self) -> tuple[Any, Any]:
-        """(float32 model, tokenizer), loaded on first use: a study whose pools are cached never loads it."""
-        if self._policy is None:
-            from goodhartlab.text.models import load_policy
-
-            self._policy = load_policy(self.cfg.policy)
-        return self._policy
-
-    @property
-    def tokenizer(self) -> Any:
-        """The policy's tokenizer, without loading its weights when they are not needed."""
-        if self._policy is not None:
-            return self._policy[1]
-        if self._tokenizer is None:
-            from goodhartlab.text.models import load_tokenizer
-
-            self._tokenizer = load_tokenizer(self.cfg.policy)
-        return self._tokenizer
-
-    @property
-    def sampling_model(self) -> Any:
-        """The policy in `sample_dtype`: bfloat16 halves the cost of every matrix product on CPUs that
-        have it, and its rounding is far below the 4-bit quantization the SmolLM2 weights come from."""
-        if self._sampler is None:
-            import torch
-
-            model = self.policy[0]
-            model = model if self.cfg.sample_dtype == "float32" else _copy_as(model, torch.bfloat16)
-            self._sampler = model.to(self.cfg.resolved_device())
-        return self._sampler
-
-    def _path(self, prompts: list[str], pool: int, seed: int) -> tuple[Path, str]:
-        from goodhartlab.text.assets import cache_dir
-
-        cfg = self.cfg
-        identity = [_policy_identity(cfg.policy), prompts, pool, cfg.max_new_tokens, cfg.temperature,
-                    cfg.sample_dtype, cfg.batch_size, seed]
-        device = cfg.resolved_device()
-        if device != "cpu":  # another device draws other numbers; CPU pools keep the keys they always had
-            identity.append(device)
-        key = json.dumps(identity)
-        return cache_dir() / "pools" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json", key
-
-    def features(self, prompts: list[str], pool: int, seed: int) -> np.ndarray:
-        """The policy's features of a pool, (prompts, pool, width), cached beside it."""
-        from goodhartlab.text.learned import PolicyFeatures
-
-        path = self._path(prompts, pool, seed)[0].with_suffix(".features.npy")
-        if (cached := _cached_array(path)) is not None:
-            return cached
-        pools = self.pools(prompts, pool, seed)
-        encoder = PolicyFeatures(self.sampling_model, self.policy[1])
-        return _in_chunks("encoding with the policy:", *_flatten(prompts, pools), encoder.encode, path,
-                          lambda flat: flat.reshape(len(prompts), pool, -1))
-
-    def scores(self, scorer: Scorer, prompts: list[str], pool: int, seed: int) -> np.ndarray:
-        """`scorer`'s scores of a pool, (prompts, pool), cached beside it under the scorer's name and
-        version: the variants of a study share the gold, whose encoder is the slow part of scoring."""
-        identity = hashlib.sha256(f"{scorer.name}\n{scorer.version}".encode()).hexdigest()[:12]
-        path = self._path(prompts, pool, seed)[0].with_suffix(f".scores-{identity}.npy")
-        if (cached := _cached_array(path)) is not None:
-            return cached
-        pools = self.pools(prompts, pool, seed)
-        return _in_chunks(f"scoring with {scorer.name}:", *_flatten(prompts, pools), scorer.score, path,
-                          lambda flat: flat.astype(np.float64).reshape(len(prompts), pool))
-
-    def pools(self, prompts: list[str], pool: int, seed: int) -> list[list[str]]:
-        path, key = self._path(prompts, pool, seed)
-        journal = BatchJournal(path.with_suffix(JOURNAL_SUFFIX))
-        sampled = None
-        if not path.exists():
-            with journal:
-                if not path.exists():  # else it was sampled meanwhile, by the study this one waited for
-                    sampled = self._sample(journal, path, key, prompts, pool, seed)
-        if journal.path.exists():  # obsolete once the pool is written (and closed, as Windows needs)
-            with contextlib.suppress(OSError):  # a read-only cache still reads
-                journal.path.unlink()
-        if sampled is not None:
-            return sampled
-        cached: list[list[str]] = json.loads(path.read_text())["pools"]
-        _mark_used(path)
-        return cached
-
-    def _sample(self, journal: BatchJournal, path: Path, key: str, prompts: list[str], pool: int,
-                seed: int) -> list[list[str]]:
-        from goodhartlab.text.sampling import sample_pool
-
-        cfg = self.cfg
-        _say(f"sampling {len(prompts)} prompts x {pool} responses of up to {cfg.max_new_tokens} tokens")
-        done = journal.read(cfg.batch_size, len(prompts) * pool)
-        if done:
-            _say(f"  resuming: {len(done)} batches were sampled before the last run stopped")
-        model = self.sampling_model  # loaded before the clock starts
-        progress = Progress(len(prompts) * pool, already=sum(len(batch) for batch in done.values()))
-        pools = sample_pool(model, self.policy[1], prompts, pool, max_new_tokens=cfg.max_new_tokens,
-                            temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed,
-                            progress=lambda count, _: progress(count), done=done, on_batch=journal.append)
-        text = json.dumps({"key": json.loads(key), "pools": pools})
-        replace_atomically(path, lambda partial: partial.write_text(text))
-        return pools
-
-
-class BatchJournal:
-    """The batches of a pool being sampled, one JSON line each, written as each finishes: a study
-    stopped an hour into a large pool resumes from them instead of sampling it all again (each batch
-    has its own seed, so the resumed pool is the one an uninterrupted run gives).
-
-    Used as a context manager it holds an exclusive lock on the file, so two studies that need the
-    same pool (variants run on several workers) do not both sample it: the second waits for the first.
-    Where the platform or file system has no locks, run one study per pool at a time."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: Any = None
-
-    def __enter__(self) -> BatchJournal:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a+b")
-        try:
-            self._lock()
-        except BaseException:  # interrupted while waiting: let the file go
-            self._file.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()  # and with it the lock
-
-    def _lock(self) -> None:
-        try:
-            import fcntl
-        except ImportError:
-            return
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _say(f"waiting for another study that is sampling this pool ({self.path.name})")
-            fcntl.flock(self._file, fcntl.LOCK_EX)
-        except OSError as error:
-            _say(f"cannot lock {self.path} ({error}): run one study per pool at a time on this file system")
-
-    def read(self, batch_size: int, requests: int) -> dict[int, list[list[int]]]:
-        """The batches written so far, by their first request, checked against a pool of `requests`
-        responses in batches of `batch_size`. A line cut short when the run stopped is dropped from the
-        file, so the next batch starts a line of its own."""
-        self._file.seek(0)
-        data = self._file.read()
-        complete = data[:data.rfind(b"\n") + 1]
-        if len(complete) != len(data):
-            self._file.truncate(len(complete))
-        done = {}
-        for number, line in enumerate(complete.splitlines(), 1):
-            try:
-                row = json.loads(line)
-                start, tokens = row["start"], row["tokens"]
-                expected = min(batch_size, requests - start) if isinstance(start, int) else -1
-                if start % batch_size or expected < 1 or len(tokens) != expected or not all(
-                        isinstance(response, list) and all(isinstance(token, int) for token in response)
-                        for response in tokens):
-                    raise ValueError(f"expected the {expected if expected > 0 else '?'} token lists of the batch "
-                                     f"at request {start}")
-            except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"{self.path}, line {number}: not a sampled batch of this pool ({error}); "
-                                 "delete the file to sample the pool from the start") from None
-            done[start] = tokens
-        return done
-
-    def append(self, start: int, tokens: list[list[int]]) -> None:
-        self._file.write((json.dumps({"start": start, "tokens": tokens}) + "\n").encode())
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def is_locked(self) -> bool:
-        """Whether a study holds this journal now, i.e. is sampling its pool."""
-        try:
-            import fcntl
-        except ImportError:
-            return False
-        try:
-            with self.path.open("rb") as file:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:  # gone meanwhile, or no locks here
-            return False
-        return False
-
-
-@dataclass(frozen=True)
-class CachedPool:
-    """A sampled pool in the cache with everything derived from it (scores, features, the
-    batches of a pool still being sampled, partial writes)."""
-
-    name: str  # the hash the pool's files share
-    files: tuple[Path, ...]
-    bytes: int
-    last_used: float  # seconds since the epoch: the newest of its files' times, refreshed on every read
-
-    def being_sampled(self) -> bool:
-        return any(BatchJournal(file).is_locked() for file in self.files if file.name.endswith(JOURNAL_SUFFIX))
-
-
-def _mark_used(path: Path) -> None:
-    """Refresh a cached file's time so `remove_cached_pools(unused_for_days=)` keeps it; a cache on a
-    read-only disk, or a file removed meanwhile, is still read as before."""
-    with contextlib.suppress(OSError):
-        os.utime(path)
-
-
-def cached_pools() -> list[CachedPool]:
-    """The pools studies have sampled and kept in the cache, most recently used first. Pools are
-    never evicted by the studies themselves: a repeated study must find them."""
-    from goodhartlab.text.assets import cache_dir
-
-    folder = cache_dir() / "pools"
-    groups: dict[str, list[tuple[Path, os.stat_result]]] = {}
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        try:
-            stat = path.stat()
-        except FileNotFoundError:  # a study's partial write, renamed meanwhile
-            continue
-        groups.setdefault(path.name.split(".", 1)[0], []).append((path, stat))
-    pools = [CachedPool(name, tuple(path for path, _ in files), sum(stat.st_size for _, stat in files),
-                        max(stat.st_mtime for _, stat in files)) for name, files in groups.items()]
-    return sorted(pools, key=lambda pool: -pool.last_used)
-
-
-def remove_cached_pools(*, unused_for_days: float | None = None) -> list[CachedPool]:
-    """Delete cached pools (all, or those no study has used for `unused_for_days`) and return them.
-    A study that needs one again samples it again, with the same seed and so the same responses.
-    A pool a study is sampling now is kept; scores or features a study is computing from a pool
-    removed under it are written all the same, so clear the cache when no study is running."""
-    if unused_for_days is not None and unused_for_days < 0:
-        raise ValueError(f"unused_for_days must be >= 0, got {unused_for_days}")
-    cutoff = time.time() - (unused_for_days or 0) * 86400
-    removed = [pool for pool in cached_pools()
-               if (unused_for_days is None or pool.last_used < cutoff) and not pool.being_sampled()]
-    for pool in removed:
-        for file in pool.files:
-            file.unlink(missing_ok=True)
-    return removed
-
-
-def _save_array(path: Path, array: np.ndarray) -> None:
-    def write(partial: Path) -> None:
-        with partial.open("wb") as file:  # a file object, so numpy does not append ".npy" to the name
-            np.save(file, array)
-
-    replace_atomically(path, write)
-
-
-def _flatten(prompts: list[str], pools: list[list[str]]) -> tuple[list[str], list[str]]:
-    """(prompt of each response, response): the flat pairs every scorer and encoder takes."""
-    return [p for p, responses in zip(prompts, pools, strict=True) for _ in responses], [r for rs in pools for r in rs]
-
-
-def _word_counts(pools: list[list[str]]) -> np.ndarray:
-    """Words of each response, (prompts, pool): run through the best-of-n estimator like a score, they
-    give the expected length of the proxy's pick at each n."""
-    return np.array([[len(response.split()) for response in responses] for responses in pools], dtype=np.float64)
-
-
-def _policy_identity(policy: str) -> str:
-    """A policy's name, and for a local folder the time its files last changed: a model retrained into
-    the same folder must not be served the old model's pools."""
-    folder = Path(policy)
-    if not folder.is_dir():
-        return policy
-    return f"{folder.resolve()}@{max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)}"
-
-
-def _copy_as(model: Any, dtype: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(model).to(dtype)
-
-
-def _learned_proxy_scores(cfg: BestOfNConfig, sampler: PoolSampler, prompts: list[str], train_prompts: list[str],
-                          gold: Any, seed: int) -> tuple[np.ndarray, str]:
-    """Scores of the evaluated pool under a Bradley–Terry proxy trained on gold-labelled pairs of
-    responses to `train_prompts`, and the proxy's name. Features come from the pool cache, so a sweep
-    over the number of pairs encodes each response once."""
-    head = _trained_head(cfg, sampler, train_prompts, gold, seed)
-    return head.reward(sampler.features(prompts, cfg.pool, seed)), _learned_proxy_name(cfg)
-
-
-def _training_data(cfg: BestOfNConfig, sampler: PoolSampler, train_prompts: list[str], gold: Any,
-                   seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(features, gold) of the learned proxy's training pools: sampled with seed + 1, so they are
-    never the evaluated pool's samples."""
-    return (sampler.features(train_prompts, cfg.train_pool, seed + 1),
-            sampler.scores(gold, train_prompts, cfg.train_pool, seed + 1))
-
-
-def _fit(cfg: BestOfNConfig, train_features: np.ndarray, train_gold: np.ndarray,
-         rng: np.random.Generator) -> BradleyTerryHead:
-    """The Bradley–Terry head on `cfg.proxy_pairs` comparisons drawn with `rng`."""
-    from goodhartlab.text.learned import comparison_pairs, fit_bradley_terry
-
-    pairs = comparison_pairs(len(train_gold), cfg.train_pool, cfg.proxy_pairs, rng)
-    return fit_bradley_terry(train_features, train_gold, pairs)
-
-
-def _trained_head(cfg: BestOfNConfig, sampler: PoolSampler, train_prompts: list[str], gold: Any,
-                  seed: int) -> BradleyTerryHead:
-    """The study's own head: its training data, and the draw of pairs of its seed."""
-    head = _fit(cfg, *_training_data(cfg, sampler, train_prompts, gold, seed), np.random.default_rng(seed))
-    _say(f"trained the Bradley–Terry proxy on {cfg.proxy_pairs} gold-labelled pairs")
-    return head
-
-
-def learned_reward(config: dict[str, Any], seed: int) -> Scorer:
-    """The learned proxy of a best-of-n study with this config and seed, as a scorer of new responses.
-
-    Same training prompts, pools and draw of pairs, so an RL run against it optimizes the very
-    reward model that study selects with; it reads responses through the policy copy that gave its
-    training features, frozen."""
-    from goodhartlab.text.learned import LearnedReward, PolicyFeatures
-    from goodhartlab.text.tasks import make_task
-
-    cfg = parse_config(BestOfNConfig, {**config, "proxy": LEARNED})
-    task = make_task(cfg.task)
-    sampler = PoolSampler(cfg)
-    head = _trained_head(cfg, sampler, _prompts(cfg, task, sampler, seed)[1], task.gold(), seed)
-    return LearnedReward(head, PolicyFeatures(sampler.sampling_model, sampler.tokenizer),
-                         version=_learned_proxy_name(cfg))
-
-
-def _learned_proxy_name(cfg: BestOfNConfig) -> str:
-    return f"bradley-terry on policy features ({cfg.proxy_pairs} pairs)"
-
-
-def _prompts(cfg: BestOfNConfig, task: Any, sampler: PoolSampler, seed: int) -> tuple[list[str], list[str]]:
-    """(evaluated prompts, the learned proxy's training prompts) as the policy reads them: disjoint,
-    and the evaluated ones the same whatever the proxy, so every variant of a study scores the same pool."""
-    from goodhartlab.text.tasks import policy_prompts
-
-    prompts = task.prompts(cfg.prompts + cfg.training_prompts, seed=seed)  # within the task's count: see the config
-    if task.chat:
-        prompts = policy_prompts(task, prompts, sampler.tokenizer)
-    return prompts[:cfg.prompts], prompts[cfg.prompts:]
-
-
-def warm_cache(config: dict[str, Any], seed: int) -> None:
-    """Sample, gold-score (and for the learned proxy, encode) what a study will use, here and now:
-    variants run in parallel afterwards find it cached instead of each redoing the same work."""
-    from goodhartlab.text.tasks import make_task
-
-    cfg = parse_config(BestOfNConfig, config)
-    task = make_task(cfg.task)
-    sampler = PoolSampler(cfg)
-    prompts, train_prompts = _prompts(cfg, task, sampler, seed)
-    sampler.scores(task.gold(), prompts, cfg.pool, seed)
-    if cfg.proxy == LEARNED:
-        sampler.features(prompts, cfg.pool, seed)
-        sampler.features(train_prompts, cfg.train_pool, seed + 1)
-        sampler.scores(task.gold(), train_prompts, cfg.train_pool, seed + 1)
-
-
-def bestofn_study(config: dict[str, Any], seed: int) -> RunResult:
-    from goodhartlab.measure.bestofn import bestofn_curve, peak_drop
-    from goodhartlab.measure.scaling import FitError, fit_law
-    from goodhartlab.text.tasks import make_task
-
-    cfg = parse_config(BestOfNConfig, config)
-    task = make_task(cfg.task)
+def prepare_pools(runs: Sequence[tuple[BestOfNConfig, int]]) -> None:
+    """Sample and gold-score (and for learned proxies, encode) what the runs will use, here and now, on
+    all cores: variants run in parallel afterwards find it cached instead of each redoing the same work."""
+    from goodhartlab.text.learned_proxy import split_prompts, training_data
+
+    for cfg, seed in runs:
+        task = resolve_task(cfg.task)
+        gold = task.gold()
+        sampler = PoolSampler(cfg.sampling())
+        prompts, train_prompts = split_prompts(cfg, task, sampler, seed)
+        sampler.scores(gold, prompts, cfg.pool, seed)
+        if cfg.proxy == LEARNED:
+            sampler.features(prompts, cfg.pool, seed)
+            training_data(cfg, sampler, train_prompts, gold, seed)
+
+
+def bestofn_study(cfg: BestOfNConfig, seed: int) -> RunResult:
+    """One best-of-n study: the curves over n, the fall after gold's peak, the law, an example pick."""
+    from goodhartlab.measure.bestofn import bestofn_curve, fit_bestofn_law, peak_drop
+    from goodhartlab.measure.scaling import FitError
+    from goodhartlab.text.learned_proxy import learned_proxy_name, split_prompts, trained_head
+
+    task = resolve_task(cfg.task)
     gold = task.gold()
-    sampler = PoolSampler(cfg)
-    prompts, train_prompts = _prompts(cfg, task, sampler, seed)
+    sampler = PoolSampler(cfg.sampling())
+    prompts, train_prompts = split_prompts(cfg, task, sampler, seed)
     pools = sampler.pools(prompts, cfg.pool, seed)
     if cfg.proxy == LEARNED:
-        proxy_scores, proxy_name = _learned_proxy_scores(cfg, sampler, prompts, train_prompts, gold, seed)
+        head = trained_head(cfg, sampler, train_prompts, gold, seed)
+        proxy_scores, proxy_name = head.reward(sampler.features(prompts, cfg.pool, seed)), learned_proxy_name(cfg)
     else:
         proxy = task.proxy(cfg.proxy)
         proxy_scores = sampler.scores(proxy, prompts, cfg.pool, seed)
         proxy_name = f"{proxy.name} {proxy.version}"
     gold_scores = sampler.scores(gold, prompts, cfg.pool, seed)
     curve = bestofn_curve(proxy_scores, gold_scores, cfg.ns())
-    summary: dict[str, Any] = {"config": asdict(cfg), "proxy_scorer": proxy_name,
+    summary: dict[str, Any] = {"config": config_dict(cfg), "proxy_scorer": proxy_name,
                                "gold_scorer": f"{gold.name} {gold.version}", "ns": curve.ns.tolist(),
                                "gold_se": curve.gold_se.tolist(), "proxy_se": curve.proxy_se.tolist(),
-                               "words": bestofn_curve(proxy_scores, _word_counts(pools), cfg.ns()).gold.tolist()}
+                               "words": bestofn_curve(proxy_scores, word_counts(pools), cfg.ns()).gold.tolist()}
     summary.update(peak_drop(curve, seed=seed).to_dict())
-    groups = np.repeat(np.arange(cfg.prompts), len(curve.ns))
     try:
-        summary["fit"] = fit_law(np.tile(curve.kl, cfg.prompts), curve.gold_per_prompt.ravel(), "bon",
-                                 groups=groups).to_dict()
+        summary["fit"] = fit_bestofn_law(curve).to_dict()
     except FitError as error:
         summary["fit_error"] = str(error)
     best = int(np.argmax(proxy_scores[0]))
     summary["example"] = {"prompt": prompts[0], "best_of_pool_by_proxy": pools[0][best]}
     return RunResult({"best-of-n": CurvePoints(curve.kl.tolist(), curve.proxy.tolist(), curve.gold.tolist(), "kl")},
                      summary)
-
-
-def learned_proxy_draws(config: dict[str, Any], seed: int, draws: int) -> dict[str, Any]:
-    """A learned-proxy study refitted on `draws` independent draws of its training pairs (pair seeds
-    0 .. draws - 1; draw `seed` is the study's own), on the same cached pools and features.
-
-    One draw of a few hundred pairs is a noisy proxy: which features it keys on, and so whether its
-    curve falls, changes from draw to draw. Returns the ns and, per draw, gold and the words of the
-    proxy's pick at each n (arrays of shape (draws, len(ns))); a proxy trained on every pair its
-    training pools hold has one draw."""
-    from goodhartlab.measure.bestofn import bestofn_curve
-    from goodhartlab.text.tasks import make_task
-
-    cfg = parse_config(BestOfNConfig, {**config, "proxy": LEARNED})
-    if draws < 1:
-        raise ValueError(f"draws must be >= 1, got {draws}")
-    if cfg.proxy_pairs == cfg.available_pairs:
-        draws = 1  # every draw is all the pairs there are
-    task = make_task(cfg.task)
-    gold = task.gold()
-    sampler = PoolSampler(cfg)
-    prompts, train_prompts = _prompts(cfg, task, sampler, seed)
-    gold_scores = sampler.scores(gold, prompts, cfg.pool, seed)
-    words = _word_counts(sampler.pools(prompts, cfg.pool, seed))
-    features = sampler.features(prompts, cfg.pool, seed)  # read once for all draws
-    training = _training_data(cfg, sampler, train_prompts, gold, seed)
-    gold_curves, word_curves = [], []
-    for draw in range(draws):
-        scores = _fit(cfg, *training, np.random.default_rng(draw)).reward(features)
-        gold_curves.append(bestofn_curve(scores, gold_scores, cfg.ns()).gold)
-        word_curves.append(bestofn_curve(scores, words, cfg.ns()).gold)
-    return {"ns": cfg.ns(), "gold": np.array(gold_curves), "words": np.array(word_curves)}

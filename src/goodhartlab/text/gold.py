@@ -17,9 +17,8 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
-from goodhartlab.text.scorers import check_pairs
+from goodhartlab.rewards.scorer import check_pairs
 
 HEAD_FILE = "multiemo_minilm_logreg.json"
 HELD_OUT_FRACTION = 0.2
@@ -49,22 +48,6 @@ class LogisticHead:
     def from_json(cls, text: str) -> LogisticHead:
         data = json.loads(text)
         return cls(np.asarray(data["weights"], dtype=np.float64), float(data["bias"]), data["provenance"])
-
-
-def fit_logistic(features: np.ndarray, labels: np.ndarray, *, l2: float = 1e-3) -> tuple[np.ndarray, float]:
-    """L2-regularized logistic regression by L-BFGS (labels 0/1); the bias is not penalized."""
-    x = np.asarray(features, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.float64)
-
-    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
-        w, b = params[:-1], params[-1]
-        z = x @ w + b
-        nll = np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * w @ w
-        residual = (1.0 / (1.0 + np.exp(-z)) - y) / len(y)
-        return float(nll), np.append(x.T @ residual + l2 * w, residual.sum())
-
-    result = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B")
-    return result.x[:-1], float(result.x[-1])
 
 
 def load_head() -> LogisticHead:

@@ -1,11 +1,17 @@
-"""Loading the policy language model: SmolLM2 from the offline asset cache, or any Hub name online."""
+"""Loading language models: the policy (SmolLM2 from the offline asset cache, or any Hub name online),
+the MiniLM sentence encoder, and the policy's own features of a text."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from goodhartlab.text.assets import asset_path, cache_dir, publish
+import numpy as np
+
+from goodhartlab.files import write_atomically
+from goodhartlab.rewards.scorer import check_pairs
+from goodhartlab.text.assets import asset_path, cache_dir
+from goodhartlab.text.sampling import positions_from_mask
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -57,7 +63,7 @@ def _source(name: str, fetch_if_missing: bool) -> str:
             model.save_pretrained(staged)
             tokenizer.save_pretrained(staged)
 
-        publish(converted, save)
+        write_atomically(converted, save, keep_existing=True)
     return str(converted)
 
 
@@ -114,7 +120,6 @@ class SentenceEncoder:
         self.batch_size = batch_size
 
     def encode(self, texts: list[str]) -> Any:
-        import numpy as np
         import torch
 
         chunks = []
@@ -127,3 +132,31 @@ class SentenceEncoder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 chunks.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
         return np.concatenate(chunks) if chunks else np.zeros((0, self.model.config.hidden_size), np.float32)
+
+
+class PolicyFeatures:
+    """Mean-pooled last hidden state of the policy over prompt + response, returned in float64
+    whatever precision the model computes in."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64) -> None:
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    def encode(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        import torch
+
+        check_pairs(prompts, responses)
+        texts = [p + r for p, r in zip(prompts, responses, strict=True)]
+        chunks = []
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt",
+                                       padding=True).to(device)
+                mask = batch["attention_mask"]
+                positions = positions_from_mask(mask)
+                # the transformer without its language-model head: the same last hidden state, a fifth less work
+                hidden = self.model.base_model(**batch, position_ids=positions).last_hidden_state
+                weights = mask.unsqueeze(-1).to(hidden.dtype)
+                chunks.append(((hidden * weights).sum(1) / weights.sum(1).clamp(min=1)).float().cpu().numpy())
+        width = self.model.config.hidden_size
+        return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, width))

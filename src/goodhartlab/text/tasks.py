@@ -1,15 +1,19 @@
 """Tasks: prompts, a gold scorer and the proxies that can stand in for it.
 
 A task with `chat = True` gives its prompts as instructions; `policy_prompts` writes them in the
-policy's chat template, the form every optimizer samples from.
+policy's chat template, the form every optimizer samples from. Every text study (best-of-n, GRPO,
+direct alignment) takes its task through `resolve_task`: a name in `TASKS`, or a user's class by
+'package.module:Class' that has the members of `Task`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from goodhartlab.text.scorers import PROXIES, Scorer, make_proxy
+from goodhartlab.config import ConfigError, import_object
+from goodhartlab.rewards.scorer import Scorer
+from goodhartlab.text.proxies import make_lexicon
 
 # MultiEmo's English reviews held out from the gold head (bigbench 1.0.0, 80/20 split with seed 0):
 # the prompts both tasks draw from, known without reading the data so a config can be checked early
@@ -20,8 +24,8 @@ def review_openers(count: int, *, seed: int = 0, words: int = 6) -> list[str]:
     """The first `words` words of `count` MultiEmo reviews held out from the gold head's training."""
     import numpy as np
 
-    from goodhartlab.text.data import multiemo
     from goodhartlab.text.gold import split
+    from goodhartlab.text.multiemo import multiemo
 
     reviews = multiemo()
     _, held_out = split(len(reviews))
@@ -29,6 +33,25 @@ def review_openers(count: int, *, seed: int = 0, words: int = 6) -> list[str]:
     if count > len(order):
         raise ValueError(f"there are {len(order)} held-out review openers; asked for {count}")
     return [" ".join(reviews[i].text.split()[:words]) for i in order[:count]]
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What a text study needs from a task: its prompts, its gold, its proxies by name, and how it is asked."""
+
+    name: str
+    chat: bool
+    """True: prompts are instructions, written in the policy's chat template (see `policy_prompts`)."""
+    max_new_tokens: int
+    """The response length a study samples unless told otherwise."""
+    prompt_count: int
+    """How many distinct prompts `prompts` can give: a config asking for more fails before a model loads."""
+
+    def prompts(self, count: int, *, seed: int = 0) -> list[str]: ...
+
+    def gold(self) -> Scorer: ...
+
+    def proxy(self, name: str) -> Scorer: ...
 
 
 @dataclass
@@ -52,7 +75,7 @@ class SentimentTask:
         return SentimentGold()
 
     def proxy(self, name: str) -> Scorer:
-        return make_proxy(name)
+        return make_lexicon(name)
 
 
 SHORT_REVIEW_INSTRUCTION = 'Write a positive review in at most {limit} words. Start it with: "{opener}"'
@@ -84,17 +107,41 @@ class ShortReviewTask:
         return SentimentGold(reads_prompt=False, word_limit=self.word_limit)
 
     def proxy(self, name: str) -> Scorer:
-        return make_proxy(name, reads_prompt=False)
+        return make_lexicon(name, reads_prompt=False)
 
 
-TASKS: dict[str, Any] = {"sentiment": SentimentTask, "short-review": ShortReviewTask}
+TASKS: dict[str, type[Any]] = {"sentiment": SentimentTask, "short-review": ShortReviewTask}
+"""The built-in tasks by name; `goodhartlab.text.tiny` adds none (its task is passed as an import path)."""
+TASK_MEMBERS = ("name", "chat", "max_new_tokens", "prompt_count", "prompts", "gold", "proxy")
 
 
-def make_task(name: str) -> SentimentTask | ShortReviewTask:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
-    task: SentimentTask | ShortReviewTask = TASKS[name]()
-    return task
+def resolve_task(name: str) -> Task:
+    """The task a config names: one of `TASKS`, or 'package.module:Class' built with no arguments. Errors are
+    the config's field 'task'."""
+    def wrong(message: str) -> ConfigError:
+        return ConfigError("task", message, names_field=True)
+
+    if not isinstance(name, str) or not name.strip():
+        raise wrong(f"a task is a name ({', '.join(TASKS)}) or 'package.module:Class', got {name!r}")
+    if name in TASKS:
+        task: Task = TASKS[name]()
+        return task
+    if ":" not in name:
+        raise wrong(f"unknown task {name!r}; known: {', '.join(TASKS)}, or 'package.module:Class' (an object with "
+                    f"{', '.join(TASK_MEMBERS)})")
+    try:
+        factory = import_object(name, "task", "package.module:Class")
+    except ValueError as error:
+        raise wrong(str(error)) from None
+    try:
+        built = factory()
+    except Exception as error:  # a user's class: say whose constructor failed
+        raise wrong(f"task {name!r} could not be built with no arguments: {error}") from None
+    missing = [member for member in TASK_MEMBERS if not hasattr(built, member)]
+    if missing:
+        raise wrong(f"task {name!r} lacks {', '.join(missing)}; a task has {', '.join(TASK_MEMBERS)} "
+                    "(see goodhartlab.text.tasks.Task)")
+    return built
 
 
 def policy_prompts(task: Any, prompts: list[str], tokenizer: Any) -> list[str]:
@@ -110,5 +157,5 @@ def policy_prompts(task: Any, prompts: list[str], tokenizer: Any) -> list[str]:
                                           add_generation_prompt=True) for prompt in prompts]
 
 
-__all__ = ["HELD_OUT_OPENERS", "PROXIES", "TASKS", "SentimentTask", "ShortReviewTask", "make_task", "policy_prompts",
-           "review_openers"]
+__all__ = ["HELD_OUT_OPENERS", "TASKS", "SentimentTask", "ShortReviewTask", "Task", "policy_prompts",
+           "resolve_task", "review_openers"]

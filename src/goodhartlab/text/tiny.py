@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from goodhartlab.text.scorers import Scorer, check_pairs
+from goodhartlab.rewards.scorer import Scorer, check_pairs
 
 TINY_ALPHABET = "abcdefghijklmnopqrstuvwxyz !.,'"
 
@@ -74,6 +75,9 @@ class ExclamationTask:
 
     cap: int = 2
     name: str = "exclamation"
+    chat: bool = False
+    max_new_tokens: int = 12
+    prompt_count: ClassVar[int] = 1_000_000  # the openers repeat, so any count can be drawn
     openers: tuple[str, ...] = ("the hotel was", "my room", "the staff", "it is", "we loved", "the food",
                                 "this phone", "the film", "our stay", "the view", "service was", "i think")
 

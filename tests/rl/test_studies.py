@@ -12,21 +12,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from goodhartlab.config import ConfigError, parse_config
 from goodhartlab.lab.report import curves_by_name
 from goodhartlab.lab.runner import RunSpec, run_sweep
-from goodhartlab.lab.store import ResultsStore
+from goodhartlab.lab.store import ResultsStore, StudyInfo
 from goodhartlab.measure.curve import Curve
 from goodhartlab.measure.transitions import detect_transition, find_onset, find_peak
-from goodhartlab.rl.sweeps import capability_sweep
+from goodhartlab.rl.studies import CapabilitySweepConfig, capability_sweep
 
 STEPS = [0, 5000, 10000, 20000, 40000, 70000, 100000]
-AGENT = {"num_envs": 8, "n_steps": 256, "minibatch_size": 256}
+AGENT = {"num_envs": 8, "n_steps": 256, "minibatch_size": 256, "eval_episodes": 16}
 
 
 def sweep(tmp_path: Path, envs: dict[str, str]) -> dict[str, Curve]:
-    runs = [RunSpec("steps", name, "goodhartlab.rl.sweeps:capability_sweep",
-                    {"env": env, "axis": "training_steps", "values": STEPS, "agent": AGENT, "eval_episodes": 16},
-                    seed) for name, env in envs.items() for seed in range(3)]
+    runs = [RunSpec(StudyInfo("steps", "steps"), name, "capability_sweep",
+                    parse_config(CapabilitySweepConfig, {"env": env, "axis": "training_steps", "values": STEPS,
+                                                         "agent": AGENT}), seed)
+            for name, env in envs.items() for seed in range(3)]
     run_sweep(runs, tmp_path / "store.sqlite", workers=2, progress=False)
     with ResultsStore(tmp_path / "store.sqlite") as store:
         return curves_by_name(store, store.runs("steps"))["proxy vs true"]
@@ -58,14 +60,15 @@ def test_training_longer_raises_the_proxy_and_lowers_the_true_reward(tmp_path: P
 @pytest.mark.parametrize("axis", ["action_resolution", "observation_noise", "width", "depth"])
 def test_capability_sweep_over_each_axis(axis: str) -> None:
     """Environment knobs go to the environment, model-size knobs to the network; each value trains its own agent."""
-    result = capability_sweep({"env": "goodhartlab/Epidemic-v0", "axis": axis, "values": [1, 2],
-                               "agent": {"total_steps": 512, "num_envs": 2, "n_steps": 128, "minibatch_size": 64},
-                               "eval_episodes": 2}, seed=0)
+    config = parse_config(CapabilitySweepConfig, {
+        "env": "goodhartlab/Epidemic-v0", "axis": axis, "values": [1, 2],
+        "agent": {"total_steps": 512, "num_envs": 2, "n_steps": 128, "minibatch_size": 64, "eval_episodes": 2}})
+    result = capability_sweep(config, seed=0)
     points = result.curves["proxy vs true"]
     assert points.pressure == [1.0, 2.0] and points.pressure_kind == axis
     assert all(np.isfinite(points.proxy)) and all(np.isfinite(points.gold))
 
 
 def test_unknown_axis_is_named() -> None:
-    with pytest.raises(ValueError, match="axis 'height'"):
-        capability_sweep({"axis": "height"}, seed=0)
+    with pytest.raises(ConfigError, match=r"axis must be one of 'training_steps'.*got 'height'"):
+        parse_config(CapabilitySweepConfig, {"axis": "height"})

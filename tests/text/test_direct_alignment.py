@@ -10,14 +10,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
+from goodhartlab.config import ConfigError, parse_config
 from goodhartlab.lab.report import build_report
-from goodhartlab.lab.spec import TASKS, load_spec
-from goodhartlab.lab.store import ResultsStore, RunResult
-from goodhartlab.lab.studies import parse_config
+from goodhartlab.lab.spec import load_spec
+from goodhartlab.lab.store import ResultsStore, StudyInfo
 from goodhartlab.measure.kl import sequence_kl
-from goodhartlab.text.direct import (
+from goodhartlab.results import RunResult
+from goodhartlab.rewards.scorer import Scorer
+from goodhartlab.text.direct_alignment import (
     KL_CURVE,
     WIN_RATE_CURVE,
     DirectAlignmentConfig,
@@ -28,7 +29,6 @@ from goodhartlab.text.direct import (
     sequence_log_probs,
     win_rate,
 )
-from goodhartlab.text.scorers import Scorer
 from goodhartlab.text.tiny import ExclamationCount, ExclamationTask, tiny_policy
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "text-dpo.yaml"
@@ -49,9 +49,10 @@ def tiny_model(policy_dir: Path) -> tuple[Any, Any]:
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def run_tiny(config: dict[str, Any], seed: int, proxy: Scorer | None = None) -> RunResult:
-    """The study on the exclamation task, whose proxy the config cannot name (it is not a text proxy)."""
-    return direct_alignment_study(config, seed, task=ExclamationTask(), proxy=proxy or ExclamationCount())
+def run_tiny(config: dict[str, Any], seed: int, task: str = "goodhartlab.text.tiny:ExclamationTask") -> RunResult:
+    """The study on the exclamation task (or a test task of this module, whose proxy misbehaves)."""
+    return direct_alignment_study(parse_config(DirectAlignmentConfig,
+                                               {"task": task, "proxy": "exclamations", **config}), seed)
 
 
 class BrokenProxy(ExclamationCount):
@@ -59,6 +60,21 @@ class BrokenProxy(ExclamationCount):
         scores = super().score(prompts, responses)
         scores[1] = np.nan
         return scores
+
+
+class Flat(ExclamationCount):
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        return np.zeros(len(responses))
+
+
+class BrokenProxyTask(ExclamationTask):
+    def proxy(self, name: str) -> Scorer:
+        return BrokenProxy()
+
+
+class FlatProxyTask(ExclamationTask):
+    def proxy(self, name: str) -> Scorer:
+        return Flat()
 
 
 def exact_kl(policy: Any, reference: Any, prompt_ids: list[int]) -> tuple[float, float]:
@@ -148,32 +164,32 @@ def test_checkpoints_are_evenly_spaced_and_end_the_epoch() -> None:
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("loss", "kto", "loss must be one of 'sigmoid' \\(DPO\\), 'ipo' \\(IPO\\), 'hinge' \\(SLiC"),
-    ("beta", 0.0, "beta must be a finite number > 0"),
-    ("beta", float("nan"), "beta must be a finite number > 0"),
-    ("learning_rate", -1e-5, "learning_rate must be a finite number > 0"),
-    ("pairs", 0, "pairs must be an integer >= 1"),
-    ("eval_samples", 1.5, "eval_samples must be an integer >= 1"),
-    ("r2_pairs", -1, "r2_pairs must be an integer >= 0"),
-    ("checkpoints", 20, "gives at most 16 optimizer steps .* fewer than checkpoints = 20"),
-    ("proxy", "bleu", "unknown proxy 'bleu'"),
+    ("loss", "kto", "loss must be one of 'sigmoid', 'ipo', 'hinge', got 'kto'"),
+    ("beta", 0.0, "beta must be > 0"),
+    ("beta", float("nan"), "beta must be a finite number, got nan"),
+    ("learning_rate", -1e-5, "learning_rate must be > 0"),
+    ("pairs", 0, "pairs must be >= 1"),
+    ("eval_samples", 1.5, "eval_samples must be a whole number, got 1.5"),
+    ("r2_pairs", -1, "r2_pairs must be >= 0"),
+    ("checkpoints", 20, "checkpoints \\(20\\) is more than the 16 optimizer steps"),
+    ("proxy", "bleu", "proxy 'bleu' is not one of 'vader', 'afinn'"),
     ("task", "poetry", "unknown task 'poetry'"),
-    ("policy", " ", "policy must name a model"),
+    ("policy", " ", "policy must not be empty"),
     ("pairs", 1060, r"pairs \(1060\) \+ eval_prompts \(32\) = 1092 is more than the sentiment task's 1080 prompts"),
 ])
 def test_bad_config_fields_are_named(field: str, value: object, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        DirectAlignmentConfig(**{field: value})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=message):
+        parse_config(DirectAlignmentConfig, {field: value})
 
 
 def test_unknown_config_field_is_named() -> None:
     with pytest.raises(ValueError, match="DirectAlignmentConfig has no field\\(s\\) betas"):
-        direct_alignment_study({"betas": [0.1]}, 0)
+        parse_config(DirectAlignmentConfig, {"betas": [0.1]})
 
 
 def small(policy_dir: Path, **overrides: Any) -> dict[str, Any]:
     """Settings for the tiny model: 48 prompts, 8 optimizer steps at most, a high learning rate."""
-    return {"policy": str(policy_dir), "pairs": 48, "batch_size": 4, "eval_prompts": 12, "eval_samples": 4,
+    return {"policy": str(policy_dir), "pairs": 48, "train_batch_size": 4, "eval_prompts": 12, "eval_samples": 4,
             "max_new_tokens": 10, "learning_rate": 3e-3, "beta": 0.1, "r2_pairs": 12, **overrides}
 
 
@@ -209,15 +225,15 @@ def test_each_loss_trains_and_records_checkpoints_inside_the_epoch(policy_dir: P
     if loss == "sigmoid":  # the stored run makes a report with the win-rate figure
         store = tmp_path / "results.sqlite"
         with ResultsStore(store) as db:
-            db.add_study("dpo", "DPO")
-            db.save_run("r0", "dpo", "DPO β=0.1", "goodhartlab.text.direct:direct_alignment_study",
-                        small(policy_dir), 0, result, 1.0)
+            db.save_run("r0", StudyInfo("dpo", "DPO"), "DPO β=0.1", "direct_alignment", small(policy_dir), 0, result,
+                        1.0)
         page = build_report(store, tmp_path / "report.html").read_text()
         assert WIN_RATE_CURVE in page and "best_win_rate" in page
 
 
 def test_same_seed_gives_the_same_run(policy_dir: Path) -> None:
-    config = small(policy_dir, pairs=32, batch_size=2, eval_prompts=4, eval_samples=2, r2_pairs=0, max_new_tokens=6)
+    config = small(policy_dir, pairs=32, train_batch_size=2, eval_prompts=4, eval_samples=2, r2_pairs=0,
+                   max_new_tokens=6)
     first = run_tiny(config, seed=3)
     again = run_tiny(config, seed=3)
     assert first.summary["checkpoints"] == again.summary["checkpoints"]
@@ -226,17 +242,13 @@ def test_same_seed_gives_the_same_run(policy_dir: Path) -> None:
 
 
 def test_non_finite_proxy_scores_are_reported(policy_dir: Path) -> None:
-    with pytest.raises(ValueError, match="proxy scorer 'exclamations' returned 1 NaN or infinite scores of 96"):
-        run_tiny(small(policy_dir), seed=0, proxy=BrokenProxy())
+    with pytest.raises(ValueError, match="proxy scorer 'exclamations' returned 1 non-finite score\\(s\\) of 96"):
+        run_tiny(small(policy_dir), seed=0, task=f"{__name__}:BrokenProxyTask")
 
 
 def test_too_few_pairs_after_proxy_ties_is_explained(policy_dir: Path) -> None:
-    class Flat(ExclamationCount):
-        def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-            return np.zeros(len(responses))
-
     with pytest.raises(ValueError, match="only 0 of 48 pairs remain after dropping proxy ties"):
-        run_tiny(small(policy_dir), seed=0, proxy=Flat())
+        run_tiny(small(policy_dir), seed=0, task=f"{__name__}:FlatProxyTask")
 
 
 def test_missing_policy_is_one_clear_error(tmp_path: Path) -> None:
@@ -244,29 +256,21 @@ def test_missing_policy_is_one_clear_error(tmp_path: Path) -> None:
         run_tiny({"policy": str(tmp_path / "no-model")}, seed=0)
 
 
-def test_example_spec_sweeps_loss_and_beta(tmp_path: Path) -> None:
-    data = yaml.safe_load(EXAMPLE.read_text())
-    assert data["task"] == "direct_alignment_study"
-    variants = data["variants"]
-    grid = {(v["config"]["loss"], v["config"]["beta"]) for v in variants}
+def test_example_spec_sweeps_loss_and_beta() -> None:
+    spec = load_spec(EXAMPLE)
+    assert spec.kind.name == "direct_alignment"
+    grid = {(run.config.loss, run.config.beta) for run in spec.runs}
     losses, betas = {loss for loss, _ in grid}, {beta for _, beta in grid}
+    variants = {run.variant for run in spec.runs}
     assert len(grid) == len(variants) == len(losses) * len(betas) and len(betas) >= 2
-    for variant in variants:
-        parse_config(DirectAlignmentConfig, {**data["config"], **variant["config"]})
-    if "direct_alignment_study" not in TASKS:  # not registered yet: load it by its module path
-        data["task"] = "goodhartlab.text.direct:direct_alignment_study"
-    copy_path = tmp_path / "text-dpo.yaml"
-    copy_path.write_text(yaml.safe_dump(data, allow_unicode=True))
-    spec = load_spec(copy_path)
     assert len(spec.runs) == len(variants) * len({r.seed for r in spec.runs})
-    assert all(run.task == "goodhartlab.text.direct:direct_alignment_study" for run in spec.runs)
 
 
 @pytest.mark.slow
 @pytest.mark.assets
 def test_study_runs_on_smollm2_with_the_sentiment_task() -> None:
-    config = {"pairs": 8, "batch_size": 1, "eval_prompts": 4, "eval_samples": 2, "max_new_tokens": 8,
-              "r2_pairs": 4, "learning_rate": 1e-5, "sample_batch_size": 16}
+    config = DirectAlignmentConfig(pairs=8, train_batch_size=1, eval_prompts=4, eval_samples=2, max_new_tokens=8,
+                                   r2_pairs=4, learning_rate=1e-5, sample_batch_size=16)
     result = direct_alignment_study(config, seed=0)
     records = result.summary["checkpoints"]
     assert len(records) == 5 and all(math.isfinite(r["kl"]) and 0 <= r["win_rate"] <= 1 for r in records)

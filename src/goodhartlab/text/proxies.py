@@ -1,27 +1,15 @@
-"""Text scorers: `score(prompts, responses) -> numpy array`, batched, deterministic, named and versioned.
+"""The text proxies: deliberately exploitable lexicons, and the registry of every proxy name.
 
-Proxies and gold are both scorers. The lexicon proxies are deliberately exploitable: stuffing a
-response with "great wonderful love" raises them whatever the text says.
+Stuffing a response with "great wonderful love" raises a lexicon's score whatever the text says. The
+`learned` proxy is a Bradley–Terry reward model a study trains on gold-labelled pairs of its own
+(`goodhartlab.text.learned_proxy`); it is named here so every study checks a proxy name in one place.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 
-
-class Scorer(Protocol):
-    name: str
-    version: str
-
-    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray: ...
-
-
-def check_pairs(prompts: list[str], responses: list[str]) -> None:
-    """Every scorer's first check: one response per prompt."""
-    if len(prompts) != len(responses):
-        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+from goodhartlab.rewards.scorer import Scorer, check_pairs
 
 
 class _LexiconProxy:
@@ -73,11 +61,20 @@ class AfinnProxy(_LexiconProxy):
         return np.array([self._afinn.score(text) for text in self.texts(prompts, responses)], dtype=float)
 
 
-PROXIES: dict[str, type[VaderProxy] | type[AfinnProxy]] = {"vader": VaderProxy, "afinn": AfinnProxy}
+LEXICONS: dict[str, type[VaderProxy] | type[AfinnProxy]] = {"vader": VaderProxy, "afinn": AfinnProxy}
+LEARNED = "learned"
+PROXIES: dict[str, str] = {
+    "vader": "VADER's compound sentiment of the text (a lexicon)",
+    "afinn": "AFINN-165 valences summed over the text (a lexicon; longer is higher)",
+    LEARNED: "a Bradley–Terry reward model on the policy's hidden states, trained on gold-labelled pairs",
+}
+"""Every proxy a built-in task knows, by the name a config gives."""
 
 
-def make_proxy(name: str, *, reads_prompt: bool = True) -> Scorer:
-    if name not in PROXIES:
-        raise ValueError(f"unknown proxy {name!r}; known: {', '.join(PROXIES)}")
-    scorer: Scorer = PROXIES[name](reads_prompt=reads_prompt)
+def make_lexicon(name: str, *, reads_prompt: bool = True) -> Scorer:
+    """A lexicon proxy by name (the learned proxy is trained by a study, not made from a name)."""
+    if name not in LEXICONS:
+        hint = " (the learned proxy is trained by a study: goodhartlab.text.learned_proxy)" if name == LEARNED else ""
+        raise ValueError(f"unknown lexicon {name!r}; known: {', '.join(LEXICONS)}{hint}")
+    scorer: Scorer = LEXICONS[name](reads_prompt=reads_prompt)
     return scorer

@@ -1,4 +1,4 @@
-"""Input validation shared by the math core, so every entry point fails the same clear way."""
+"""Input validation shared by the math core and the rewards, so every entry point fails the same clear way."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from goodhartlab.text.learned import comparison_pairs, fit_bradley_terry
+from goodhartlab.rewards.bradley_terry import comparison_pairs, fit_bradley_terry
 
 
 def test_comparisons_are_distinct_pairs_within_a_prompt() -> None:

@@ -1,4 +1,4 @@
-"""RL with TRL as a runner task: the same code path on a tiny policy built from a config, then SmolLM2."""
+"""GRPO with TRL as a study kind: the same code path on a tiny policy built from a config, then SmolLM2."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 pytest.importorskip("trl")
 
-from goodhartlab.lab.report import build_report
-from goodhartlab.lab.runner import RunSpec, run_sweep
-from goodhartlab.lab.store import ResultsStore
-from goodhartlab.lab.studies import parse_config
+from goodhartlab.config import ConfigError, parse_config
+from goodhartlab.lab.runner import RunSpec
+from goodhartlab.lab.spec import load_spec
+from goodhartlab.lab.store import ResultsStore, StudyInfo
+from goodhartlab.lab.study import run_studies
 from goodhartlab.measure.runlog import read_run_log
-from goodhartlab.text.rl import RLConfig, rl_study
+from goodhartlab.text.grpo import GRPOStudyConfig, grpo_study
 from goodhartlab.text.tiny import ExclamationTask, tiny_policy
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "text-rl.yaml"
@@ -31,13 +31,14 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tiny_policy(tmp_path_factory.mktemp("tiny-policy")))
 
 
-def tiny_config(policy: str, **overrides: Any) -> dict[str, Any]:
-    return {"policy": policy, "task": "goodhartlab.text.tiny:ExclamationTask", "proxy": "exclamations",
-            "steps": 30, "learning_rate": 5e-3, "max_completion_length": 16, "gold_every": 2, **overrides}
+def tiny_config(policy: str, **overrides: Any) -> GRPOStudyConfig:
+    return parse_config(GRPOStudyConfig, {
+        "policy": policy, "task": "goodhartlab.text.tiny:ExclamationTask", "proxy": "exclamations", "steps": 30,
+        "learning_rate": 5e-3, "max_completion_length": 16, "gold_every": 2, **overrides})
 
 
-def test_rl_study_shows_gold_rising_then_falling_while_the_proxy_climbs(policy: str, tmp_path: Path) -> None:
-    result = rl_study(tiny_config(policy, log_dir=str(tmp_path)), seed=0)
+def test_grpo_study_shows_gold_rising_then_falling_while_the_proxy_climbs(policy: str, tmp_path: Path) -> None:
+    result = grpo_study(tiny_config(policy, log_dir=str(tmp_path)), seed=0)
     curve = result.curves["grpo"]
     kl, proxy, gold = np.array(curve.pressure), np.array(curve.proxy), np.array(curve.gold, dtype=float)
     assert curve.pressure_kind == "kl" and np.all(np.diff(kl) > 0) and kl[0] == pytest.approx(0.0, abs=1e-6)
@@ -63,55 +64,56 @@ def test_rl_study_shows_gold_rising_then_falling_while_the_proxy_climbs(policy: 
     assert json.loads((folder / "config.json").read_text())["steps"] == 30
 
 
-def test_rl_study_with_rloo_runs_the_same_path(policy: str) -> None:
-    result = rl_study(tiny_config(policy, trainer="rloo", steps=4, gold_every=1), seed=1)
+def test_grpo_study_with_rloo_runs_the_same_path(policy: str) -> None:
+    result = grpo_study(tiny_config(policy, trainer="rloo", steps=4, gold_every=1), seed=1)
     points = result.curves["rloo"]
     assert len(points.pressure) == 4 and all(g is not None for g in points.gold)
     assert result.summary["kl_source"].startswith("kl (nats_per_token) ×")
 
 
-def test_rl_study_runs_through_the_runner_into_the_report(policy: str, tmp_path: Path) -> None:
-    config = tiny_config(policy, steps=6)
-    spec = RunSpec("rl-tiny", "grpo, tiny policy", "goodhartlab.text.rl:rl_study", config, 0)
-    store_path = tmp_path / "results.sqlite"
-    assert run_sweep([spec], store_path, workers=1, progress=False).ran == 1
-    with ResultsStore(store_path) as store:
-        store.add_study("rl-tiny", "RL on a tiny policy")
+def test_grpo_study_runs_through_the_runner_into_the_report(policy: str, tmp_path: Path) -> None:
+    spec = RunSpec(StudyInfo("rl-tiny", "RL on a tiny policy"), "grpo, tiny policy", "grpo",
+                   tiny_config(policy, steps=6))
+    done = run_studies([spec], tmp_path, workers=1, progress=False)
+    assert done.sweep.ran == 1 and len(done.results[spec.run_id].curves["grpo"].pressure) == 4  # steps 1, 2, 4, 6
+    with ResultsStore(done.store) as store:
         (run,) = store.runs("rl-tiny")
-        assert len(store.points(run.run_id)["grpo"].pressure) == 4  # steps 1, 2, 4, 6
+        assert len(store.points(run.run_id)["grpo"].pressure) == 4
         assert run.summary["rows"] == 6
-    assert "RL on a tiny policy" in build_report(store_path, tmp_path / "report.html").read_text()
+    assert "RL on a tiny policy" in done.report.read_text()
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("beta", 0.0, "beta must be > 0"), ("batch_size", 6, "multiple of num_generations"),
-    ("num_generations", 1, "num_generations must be >= 2"), ("trainer", "ppo", "unknown trainer 'ppo'"),
+    ("beta", 0.0, "beta must be > 0"), ("train_batch_size", 6, "multiple of num_generations"),
+    ("num_generations", 1, "num_generations must be >= 2"), ("trainer", "ppo", "trainer must be one of 'grpo', 'rloo'"),
     ("task", "poetry", "unknown task 'poetry'"), ("task", "no_such_module:Task", "cannot load task"),
-    ("proxy", "bleu", "unknown proxy 'bleu'"), ("gold_every", 0, "gold_every must be >= 1"),
+    ("proxy", "bleu", "proxy 'bleu' is not one of"), ("gold_every", 0, "gold_every must be >= 1"),
     ("proxy_pairs", 1024, r"prompts \(64\) \+ train_prompts \(1024: one per pair\) = 1088 is more than"),
-    ("train_pool", 1, "the learned proxy needs")])
+    ("train_pool", 1, "train_pool must be >= 2")])
 def test_bad_config_is_named(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        RLConfig(**{"proxy": "learned" if field in ("proxy_pairs", "train_pool") else "vader", field: value})
+        parse_config(GRPOStudyConfig, {"proxy": "learned" if field in ("proxy_pairs", "train_pool") else "vader",
+                                       field: value})
 
 
 @pytest.mark.parametrize(("field", "value"), [("max_completion_length", -5), ("prompts", 0)])
 def test_with_the_learned_proxy_errors_still_name_the_rl_field(field: str, value: int) -> None:
-    with pytest.raises(ValueError, match=f"^{field} must be >= 1"):
-        RLConfig(**{"proxy": "learned", field: value})
+    with pytest.raises(ConfigError, match=f"^{field} must be >= 1") as error:
+        GRPOStudyConfig(proxy="learned", **{field: value})  # type: ignore[arg-type]
+    assert error.value.field == field
 
 
 def test_variants_sharing_a_log_dir_keep_their_logs_apart(tmp_path: Path) -> None:
-    first = RLConfig(proxy="vader", log_dir=str(tmp_path)).run_folder()
-    second = RLConfig(proxy="vader", beta=0.1, log_dir=str(tmp_path)).run_folder()
-    assert first != second and first == RLConfig(proxy="vader", log_dir=str(tmp_path)).run_folder()
+    first = GRPOStudyConfig(proxy="vader", log_dir=str(tmp_path)).run_folder()
+    second = GRPOStudyConfig(proxy="vader", beta=0.1, log_dir=str(tmp_path)).run_folder()
+    assert first != second and first == GRPOStudyConfig(proxy="vader", log_dir=str(tmp_path)).run_folder()
     assert json.loads((second / "config.json").read_text())["beta"] == 0.1
 
 
 def test_the_learned_proxy_needs_a_task_with_a_gold_it_knows() -> None:
-    with pytest.raises(ValueError, match="learned proxy is trained on a built-in task's gold"):
-        RLConfig(task="goodhartlab.text.tiny:ExclamationTask", proxy="learned")
-    assert RLConfig(proxy="learned", proxy_pairs=1016).learned_proxy_config()["train_prompts"] == 1016
+    with pytest.raises(ValueError, match="'learned' is trained on a built-in task's gold"):
+        GRPOStudyConfig(task="goodhartlab.text.tiny:ExclamationTask", proxy="learned")
+    assert GRPOStudyConfig(proxy="learned", proxy_pairs=1016).learned_proxy_config().training_prompts == 1016
 
 
 def test_exclamation_task_scores_and_prompts() -> None:
@@ -126,18 +128,15 @@ def test_exclamation_task_scores_and_prompts() -> None:
 
 
 def test_example_spec_config_is_valid() -> None:
-    spec = yaml.safe_load(EXAMPLE.read_text())
-    assert spec["task"] == "rl_study"
-    for variant in spec.get("variants") or [{"config": {}}]:
-        cfg = parse_config(RLConfig, {**spec["config"], **variant.get("config", {})})
-        assert cfg.beta > 0
+    spec = load_spec(EXAMPLE)
+    assert spec.kind.name == "grpo" and all(run.config.beta > 0 for run in spec.runs)
 
 
 @pytest.mark.slow
 @pytest.mark.assets
-def test_rl_study_on_smollm2_with_the_sentiment_task() -> None:
-    result = rl_study({"proxy": "vader", "prompts": 8, "steps": 3, "gold_every": 1, "max_completion_length": 12},
-                      seed=0)
+def test_grpo_study_on_smollm2_with_the_sentiment_task() -> None:
+    result = grpo_study(GRPOStudyConfig(proxy="vader", prompts=8, steps=3, gold_every=1, max_completion_length=12),
+                        seed=0)
     points = result.curves["grpo"]
     assert len(points.pressure) == 3 and all(0.0 <= g <= 1.0 for g in points.gold if g is not None)
     assert points.pressure[0] == pytest.approx(0.0, abs=1e-4) and all(k >= 0 for k in points.pressure)
@@ -148,26 +147,26 @@ def test_rl_study_on_smollm2_with_the_sentiment_task() -> None:
 @pytest.mark.slow
 @pytest.mark.assets
 def test_rl_against_the_learned_proxy_optimizes_the_best_of_n_studys_reward_model() -> None:
-    from goodhartlab.text.bestofn import BestOfNConfig, PoolSampler, _fit, _prompts, learned_reward
-    from goodhartlab.text.tasks import make_task
+    from goodhartlab.text.learned_proxy import fit_head, learned_proxy, split_prompts
+    from goodhartlab.text.pools import PoolSampler
+    from goodhartlab.text.tasks import resolve_task
 
-    config = {"proxy": "learned", "prompts": 4, "steps": 2, "gold_every": 1, "max_completion_length": 8,
-              "proxy_pairs": 6, "train_prompts": 4, "train_pool": 3}
-    result = rl_study(config, seed=0)
+    config = GRPOStudyConfig(proxy="learned", prompts=4, steps=2, gold_every=1, max_completion_length=8, proxy_pairs=6,
+                             train_prompts=4, train_pool=3)
+    result = grpo_study(config, seed=0)
     assert result.summary["proxy_scorer"] == "learned bradley-terry on policy features (6 pairs)"
     assert len(result.curves["grpo"].pressure) == 2 and all(np.isfinite(result.curves["grpo"].proxy))
     # the reward RL optimized reads text as the study's cached features do: the head fitted on
     # the same draw of pairs, scoring the training responses afresh, in other batches
-    bestofn_config = RLConfig(**config).learned_proxy_config()
-    cfg = BestOfNConfig(**bestofn_config)
-    sampler = PoolSampler(cfg)
-    train_prompts = _prompts(cfg, make_task("sentiment"), sampler, 0)[1]
+    cfg = config.learned_proxy_config()
+    sampler = PoolSampler(cfg.sampling())
+    task = resolve_task("sentiment")
+    train_prompts = split_prompts(cfg, task, sampler, 0)[1]
     features = sampler.features(train_prompts, 3, 1)
-    head = _fit(cfg, features, sampler.scores(make_task("sentiment").gold(), train_prompts, 3, 1),
-                np.random.default_rng(0))
+    head = fit_head(cfg, features, sampler.scores(task.gold(), train_prompts, 3, 1), np.random.default_rng(0))
     responses = sampler.pools(train_prompts, 3, 1)
-    fresh = learned_reward(bestofn_config, 0).score([p for p in train_prompts for _ in range(3)],
-                                                    [r for pool in responses for r in pool])
+    fresh = learned_proxy(cfg, 0).score([p for p in train_prompts for _ in range(3)],
+                                        [r for pool in responses for r in pool])
     cached = head.reward(features).ravel()
     assert np.corrcoef(fresh, cached)[0, 1] > 0.99
     np.testing.assert_allclose(fresh, cached, atol=0.05 * np.abs(cached).max())

@@ -28,82 +28,62 @@ import copy
 import math
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
-from goodhartlab.lab.store import CurvePoints, RunResult
-from goodhartlab.lab.studies import parse_config
+from goodhartlab.config import ConfigError, above, at_least, config_dict, non_empty, one_of
+from goodhartlab.results import CurvePoints, RunResult
+from goodhartlab.rewards.scorer import Scorer, checked_scores
+from goodhartlab.text.models import SMOLLM2
+from goodhartlab.text.proxies import LEXICONS
 from goodhartlab.text.sampling import positions_from_mask
-from goodhartlab.text.scorers import Scorer
+from goodhartlab.text.tasks import TASKS, Task, resolve_task
 
 LOSSES = {"sigmoid": "DPO", "ipo": "IPO", "hinge": "SLiC (hinge)"}
 WIN_RATE_CURVE = "gold win rate vs √KL"
 KL_CURVE = "proxy and gold vs KL"
 
 
-class PromptTask(Protocol):
-    """What the study needs from a task: prompts, a proxy by name and the gold scorer."""
-
-    def prompts(self, count: int, *, seed: int = 0) -> list[str]: ...
-
-    def proxy(self, name: str) -> Scorer: ...
-
-    def gold(self) -> Scorer: ...
-
-
 @dataclass
 class DirectAlignmentConfig:
-    task: str = "sentiment"
-    proxy: str = "afinn"
-    policy: str = "smollm2-135m-instruct"  # an offline asset name, a local model folder or a Hub name
-    loss: str = "sigmoid"  # "sigmoid" (DPO), "ipo" (IPO) or "hinge" (SLiC)
+    task: str = "sentiment"  # a built-in task, or 'package.module:Class'
+    proxy: str = "afinn"  # the lexicon that labels the pairs (a user's task: one of its own proxies)
+    policy: str = SMOLLM2  # an offline asset name, a local model folder or a Hub name
+    loss: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"  # sigmoid (DPO), ipo (IPO) or hinge (SLiC); TRL's loss_type
     beta: float = 0.1  # the KL budget: smaller β lets the policy drift further from the reference
     pairs: int = 128  # training prompts, two samples each; pairs the proxy scores equal are dropped
     eval_prompts: int = 32  # held-out prompts for the checkpoints
     eval_samples: int = 2  # samples per held-out prompt, from the policy and from the reference
     checkpoints: int = 4  # evaluations evenly spaced within the epoch, the last at its end
     learning_rate: float = 5e-6
-    batch_size: int = 8  # pairs per optimizer step
+    train_batch_size: int = 8  # pairs per optimizer step
     max_new_tokens: int = 32
     sample_batch_size: int = 64  # sequences per generation or scoring forward pass
     r2_pairs: int = 32  # training pairs whose chosen and rejected also enter `length_r2_pairs`; 0 skips it
 
     def __post_init__(self) -> None:
-        from goodhartlab.text.scorers import PROXIES
-        from goodhartlab.text.tasks import TASKS, make_task
-
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
-        if self.proxy not in PROXIES:
-            raise ValueError(f"unknown proxy {self.proxy!r}; known: {', '.join(PROXIES)}")
-        if not isinstance(self.policy, str) or not self.policy.strip():
-            raise ValueError("policy must name a model: an offline asset, a local folder or a Hub name")
-        if self.loss not in LOSSES:
-            known = ", ".join(f"{name!r} ({label})" for name, label in LOSSES.items())
-            raise ValueError(f"loss must be one of {known}; got {self.loss!r}")
-        for name in ("beta", "learning_rate"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        for name in ("pairs", "eval_prompts", "eval_samples", "checkpoints", "batch_size", "max_new_tokens",
+        task = resolve_task(self.task)
+        if self.task in TASKS:
+            one_of(self, "proxy", LEXICONS)
+        non_empty(self, "policy")
+        above(self, "beta", 0)
+        above(self, "learning_rate", 0)
+        for name in ("pairs", "eval_prompts", "eval_samples", "checkpoints", "train_batch_size", "max_new_tokens",
                      "sample_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.r2_pairs, int) or isinstance(self.r2_pairs, bool) or self.r2_pairs < 0:
-            raise ValueError(f"r2_pairs must be an integer >= 0, got {self.r2_pairs!r}")
-        prompt_count = make_task(self.task).prompt_count
-        if self.pairs + self.eval_prompts > prompt_count:
-            raise ValueError(f"pairs ({self.pairs}) + eval_prompts ({self.eval_prompts}) = "
-                             f"{self.pairs + self.eval_prompts} is more than the {self.task} task's {prompt_count} "
-                             "prompts (each pair and each held-out prompt has its own); ask for fewer")
-        steps = math.ceil(self.pairs / self.batch_size)
+            at_least(self, name, 1)
+        at_least(self, "r2_pairs", 0)
+        if self.pairs + self.eval_prompts > task.prompt_count:
+            raise ConfigError("pairs", f"({self.pairs}) + eval_prompts ({self.eval_prompts}) = "
+                              f"{self.pairs + self.eval_prompts} is more than the {self.task} task's "
+                              f"{task.prompt_count} prompts (each pair and each held-out prompt has its own); ask for "
+                              "fewer")
+        steps = math.ceil(self.pairs / self.train_batch_size)
         if steps < self.checkpoints:
-            raise ValueError(f"pairs = {self.pairs} with batch_size = {self.batch_size} gives at most {steps} "
-                             f"optimizer steps in the epoch, fewer than checkpoints = {self.checkpoints}; "
-                             "raise pairs or lower batch_size")
+            raise ConfigError("checkpoints", f"({self.checkpoints}) is more than the {steps} optimizer steps that "
+                              f"pairs = {self.pairs} with train_batch_size = {self.train_batch_size} give in the "
+                              "epoch; raise pairs or lower train_batch_size")
 
 
 def checkpoint_steps(total_steps: int, checkpoints: int) -> list[int]:
@@ -206,18 +186,6 @@ def _completion_log_probs(model: Any, rows: list[tuple[list[int], list[int]]], p
     return np.concatenate(sums) if sums else np.zeros(0)
 
 
-def _finite_scores(scorer: Scorer, prompts: list[str], responses: list[str], role: str) -> np.ndarray:
-    scores = np.asarray(scorer.score(prompts, responses), dtype=np.float64)
-    if scores.shape != (len(responses),):
-        raise ValueError(f"the {role} scorer {scorer.name!r} returned shape {scores.shape} for "
-                         f"{len(responses)} responses")
-    bad = ~np.isfinite(scores)
-    if bad.any():
-        raise ValueError(f"the {role} scorer {scorer.name!r} returned {int(bad.sum())} NaN or infinite "
-                         f"scores of {scores.size} (first on response {responses[int(np.argmax(bad))]!r})")
-    return scores
-
-
 @dataclass
 class PreferencePairs:
     prompts: list[str]
@@ -238,8 +206,8 @@ def preference_pairs(model: Any, tokenizer: Any, prompts: list[str], proxy: Scor
                         seed=seed)
     flat_prompts = [p for p in prompts for _ in range(2)]
     flat_responses = [r for pool in pools for r in pool]
-    proxy_scores = _finite_scores(proxy, flat_prompts, flat_responses, "proxy").reshape(len(prompts), 2)
-    gold_scores = _finite_scores(gold, flat_prompts, flat_responses, "gold").reshape(len(prompts), 2)
+    proxy_scores = checked_scores(proxy, flat_prompts, flat_responses, role="proxy").reshape(len(prompts), 2)
+    gold_scores = checked_scores(gold, flat_prompts, flat_responses, role="gold").reshape(len(prompts), 2)
     keep = proxy_scores[:, 0] != proxy_scores[:, 1]
     first = proxy_scores[:, 0] > proxy_scores[:, 1]
     kept = np.flatnonzero(keep)
@@ -267,10 +235,10 @@ class CheckpointEvaluator:
                                    seed=seed + 1_000_003)
         flat = [prompts[i] for i in samples.prompt_index]
         self.reference_texts = samples.texts
-        self.reference_gold = _finite_scores(gold, flat, samples.texts, "gold").reshape(self.grid)
+        self.reference_gold = checked_scores(gold, flat, samples.texts, role="gold").reshape(self.grid)
         self.reference_record = {
             "step": 0, "epoch_fraction": 0.0, "kl": 0.0, "kl_k3": 0.0, "sqrt_kl": 0.0, "win_rate": 0.5,
-            "win_rate_se": 0.0, "proxy": float(_finite_scores(proxy, flat, samples.texts, "proxy").mean()),
+            "win_rate_se": 0.0, "proxy": float(checked_scores(proxy, flat, samples.texts, role="proxy").mean()),
             "gold": float(self.reference_gold.mean()), "length": float(samples.lengths.mean()),
             "length_r2": None, "length_r2_pairs": None}
         self.pair_rows: list[tuple[list[int], list[int]]] = []
@@ -310,8 +278,8 @@ class CheckpointEvaluator:
             if was_training:
                 policy.train()
         flat = [self.prompts[i] for i in samples.prompt_index]
-        proxy_scores = _finite_scores(self.proxy, flat, samples.texts, "proxy")
-        gold_scores = _finite_scores(self.gold, flat, samples.texts, "gold")
+        proxy_scores = checked_scores(self.proxy, flat, samples.texts, role="proxy")
+        gold_scores = checked_scores(self.gold, flat, samples.texts, role="gold")
         rate, rate_se = win_rate(gold_scores.reshape(self.grid), self.reference_gold)
         kl = np.concatenate(kl_k1)  # per sample: log π − log π_ref of the sampled response
         self.last_policy_text = samples.texts[0]
@@ -326,22 +294,17 @@ def _say(message: str) -> None:
     print(f"[direct alignment] {message}", file=sys.stderr, flush=True)
 
 
-def direct_alignment_study(config: dict[str, Any], seed: int, *, task: PromptTask | None = None,
-                           proxy: Scorer | None = None, gold: Scorer | None = None) -> RunResult:
-    """One (loss, β) run: proxy-labelled pairs, one epoch of TRL's DPOTrainer, checkpoints inside it.
-
-    `task`, `proxy` and `gold` replace the configured task and scorers (tests use cheap ones)."""
+def direct_alignment_study(cfg: DirectAlignmentConfig, seed: int) -> RunResult:
+    """One (loss, β) run: proxy-labelled pairs, one epoch of TRL's DPOTrainer, checkpoints inside it."""
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
     from goodhartlab.text.models import load_policy, without_activation_checkpointing
-    from goodhartlab.text.tasks import make_task, policy_prompts
+    from goodhartlab.text.tasks import policy_prompts
 
-    cfg = parse_config(DirectAlignmentConfig, config)
-    source = task if task is not None else make_task(cfg.task)
-    proxy = proxy if proxy is not None else source.proxy(cfg.proxy)
-    gold = gold if gold is not None else source.gold()
+    source: Task = resolve_task(cfg.task)
+    proxy, gold = source.proxy(cfg.proxy), source.gold()
     model, tokenizer = load_policy(cfg.policy)
     prompts = policy_prompts(source, source.prompts(cfg.pairs + cfg.eval_prompts, seed=seed), tokenizer)
     train_prompts, eval_prompts = prompts[: cfg.pairs], prompts[cfg.pairs:]
@@ -351,11 +314,11 @@ def direct_alignment_study(config: dict[str, Any], seed: int, *, task: PromptTas
     _say(f"sampling 2 responses to each of {cfg.pairs} training prompts")
     pairs = preference_pairs(model, tokenizer, train_prompts, proxy, gold, max_new_tokens=cfg.max_new_tokens,
                              batch_size=cfg.sample_batch_size, seed=seed)
-    planned = math.ceil(len(pairs.chosen) / cfg.batch_size)
+    planned = math.ceil(len(pairs.chosen) / cfg.train_batch_size)
     if planned < cfg.checkpoints:
         raise ValueError(f"only {len(pairs.chosen)} of {cfg.pairs} pairs remain after dropping proxy ties, "
-                         f"{planned} optimizer steps at batch_size = {cfg.batch_size}: fewer than checkpoints = "
-                         f"{cfg.checkpoints}; raise pairs or lower batch_size")
+                         f"{planned} optimizer steps at train_batch_size = {cfg.train_batch_size}: fewer than "
+                         f"checkpoints = {cfg.checkpoints}; raise pairs or lower train_batch_size")
     _say(f"{len(pairs.chosen)} pairs ({pairs.ties} proxy ties dropped); sampling the reference on "
          f"{cfg.eval_prompts} held-out prompts")
     evaluator = CheckpointEvaluator(cfg, tokenizer, reference, eval_prompts, proxy, gold, seed)
@@ -376,7 +339,7 @@ def direct_alignment_study(config: dict[str, Any], seed: int, *, task: PromptTas
     with tempfile.TemporaryDirectory(prefix="goodhartlab-dpo-") as output_dir:
         args = DPOConfig(output_dir=output_dir, loss_type=[cfg.loss], beta=cfg.beta,
                          learning_rate=cfg.learning_rate, lr_scheduler_type="constant", num_train_epochs=1,
-                         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=1,
+                         per_device_train_batch_size=cfg.train_batch_size, gradient_accumulation_steps=1,
                          use_cpu=True, bf16=False, fp16=False, **without_activation_checkpointing(),
                          logging_steps=max(1, planned // 16), save_strategy="no", report_to="none", seed=seed,
                          data_seed=seed, dataloader_num_workers=0)
@@ -384,7 +347,7 @@ def direct_alignment_study(config: dict[str, Any], seed: int, *, task: PromptTas
                              processing_class=tokenizer, callbacks=[Checkpoints()])
         # the trainer drops pairs whose prompt alone fills its max_length, so count what it kept
         processed: Any = trainer.train_dataset
-        total_steps = math.ceil(len(processed) / cfg.batch_size)
+        total_steps = math.ceil(len(processed) / cfg.train_batch_size)
         steps += checkpoint_steps(total_steps, cfg.checkpoints)
         if cfg.r2_pairs:
             rows = processed.select(range(min(cfg.r2_pairs, len(processed))))
@@ -400,7 +363,7 @@ def direct_alignment_study(config: dict[str, Any], seed: int, *, task: PromptTas
     trained = records[1:]
     best = max(trained, key=lambda r: r["win_rate"])
     summary: dict[str, Any] = {
-        "config": asdict(cfg), "proxy_scorer": f"{proxy.name} {proxy.version}",
+        "config": config_dict(cfg), "proxy_scorer": f"{proxy.name} {proxy.version}",
         "gold_scorer": f"{gold.name} {gold.version}", "loss": LOSSES[cfg.loss], "beta": cfg.beta,
         "pairs_used": len(pairs.chosen), "proxy_ties_dropped": pairs.ties,
         "pair_gold_agreement": pairs.gold_agreement, "steps": total_steps,

@@ -1,0 +1,101 @@
+"""The study kinds a spec, the CLI and the demo can run: name -> config class, function, preparation.
+
+A kind is registered by import path (imported when first used), so the registry costs nothing to
+load and a spec naming an RL kind never imports torch's text stack. Only registered kinds run by
+name; a spec that names an import path instead runs user code, and only when the user allows it
+(`goodhartlab run --allow-import`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from goodhartlab.config import import_object
+from goodhartlab.results import RunResult
+
+Study = Callable[[Any, int], RunResult]
+"""A study kind's function: (its config, seed) -> RunResult."""
+
+
+class KindError(ValueError):
+    """A study kind that is not registered, or an import path that may not or cannot be used."""
+
+
+@dataclass(frozen=True)
+class StudyKind:
+    """One kind of study. `config` and `run` (and `prepare`) are 'module:name' paths; `prepare`, if any, is
+    called once in the parent process with the pending runs' (config, seed) before a sweep, to do shared
+    work there (sample the pools the variants share) rather than in every worker."""
+
+    name: str
+    config: str | None
+    run: str
+    prepare: str | None = None
+    description: str = ""
+
+    def config_class(self) -> type | None:
+        cls: type | None = None if self.config is None else import_object(self.config, f"config of kind {self.name}")
+        return cls
+
+    def function(self) -> Study:
+        function: Study = import_object(self.run, f"study kind {self.name}")
+        return function
+
+    def preparation(self) -> Callable[[Sequence[tuple[Any, int]]], None] | None:
+        return None if self.prepare is None else import_object(self.prepare, f"preparation of kind {self.name}")
+
+
+KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (
+    StudyKind("bestofn_goodhart", "goodhartlab.lab.synthetic:BestOfNGoodhartConfig",
+              "goodhartlab.lab.synthetic:bestofn_goodhart",
+              description="best-of-n against proxy = gold + Gaussian or heavy-tailed noise"),
+    StudyKind("ensemble_goodhart", "goodhartlab.lab.synthetic:EnsembleGoodhartConfig",
+              "goodhartlab.lab.synthetic:ensemble_goodhart",
+              description="best-of-n against an aggregated ensemble of noisy proxies"),
+    StudyKind("planted_transition", "goodhartlab.lab.synthetic:PlantedTransitionConfig",
+              "goodhartlab.lab.synthetic:planted_transition",
+              description="a capability sweep with a known shape: sharp drop, gradual decline or none"),
+    StudyKind("detector_rates", "goodhartlab.lab.synthetic:DetectorRatesConfig",
+              "goodhartlab.lab.synthetic:detector_rates",
+              description="detection and false-positive rates of the transition test on planted curves"),
+    StudyKind("tabular_training", "goodhartlab.rl.studies:TabularTrainingConfig",
+              "goodhartlab.rl.studies:tabular_training",
+              description="tabular Q-learning on a gridworld: proxy and true return over episodes"),
+    StudyKind("approval_training", "goodhartlab.rl.studies:ApprovalTrainingConfig",
+              "goodhartlab.rl.studies:approval_training",
+              description="(decoupled) approval learning on a feedback-tampering gridworld"),
+    StudyKind("capability_sweep", "goodhartlab.rl.studies:CapabilitySweepConfig",
+              "goodhartlab.rl.studies:capability_sweep",
+              description="PPO along a capability axis (training steps, width, depth, action resolution, noise)"),
+    StudyKind("bestofn", "goodhartlab.text.bestofn:BestOfNConfig", "goodhartlab.text.bestofn:bestofn_study",
+              prepare="goodhartlab.text.bestofn:prepare_pools",
+              description="best-of-n on a language model against a lexicon or learned proxy"),
+    StudyKind("grpo", "goodhartlab.text.grpo:GRPOStudyConfig", "goodhartlab.text.grpo:grpo_study",
+              description="GRPO or RLOO (TRL) against a proxy, gold as a weight-0 reward"),
+    StudyKind("direct_alignment", "goodhartlab.text.direct_alignment:DirectAlignmentConfig",
+              "goodhartlab.text.direct_alignment:direct_alignment_study",
+              description="DPO, IPO or SLiC (TRL) on proxy-labelled pairs, gold win rate against √KL"),
+)}
+RENAMED = {"bestofn_study": "bestofn", "rl_study": "grpo", "direct_alignment_study": "direct_alignment"}
+"""Kinds known under an earlier name: still read, with a note to use the new one."""
+
+
+def study_kind(name: str, *, allow_import: bool = False) -> StudyKind:
+    """The registered kind `name` (or its earlier name), or with `allow_import` a user's 'package.module:function'
+    that takes (config mapping, seed) and returns a RunResult."""
+    name = RENAMED.get(name, name)
+    if name in KINDS:
+        return KINDS[name]
+    if ":" not in name:
+        raise KindError(f"{name!r} is not a study kind; known: {', '.join(KINDS)}")
+    if not allow_import:
+        raise KindError(f"{name!r} is an import path, which would run that module's code; only registered kinds "
+                        f"({', '.join(KINDS)}) run by name. If you trust the spec and its author, pass --allow-import")
+    kind = StudyKind(name, None, name)
+    try:
+        kind.function()
+    except ValueError as error:
+        raise KindError(str(error)) from None
+    return kind
