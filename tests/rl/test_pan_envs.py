@@ -10,23 +10,29 @@ import numpy as np
 import pytest
 
 import goodhartlab.rl  # noqa: F401  (registers the environments)
-from goodhartlab.rl import check_contract, make_batched
+from goodhartlab.rl import check_contract, list_environments, make_batched
 from goodhartlab.rl.batched import BatchedCore
 from goodhartlab.rl.envs import epidemic, glucose, traffic
+from goodhartlab.rl.envs.composite import pair_metadata
 
 MODULES = (traffic, epidemic, glucose)
 IDS = [f"goodhartlab/{name}-v0" for module in MODULES for name in module.ENVIRONMENTS]
-CORES: dict[str, type[BatchedCore]] = {
-    f"goodhartlab/{name}-v0": env_class.core_class for module in MODULES
-    for name, (env_class, _) in module.ENVIRONMENTS.items()
-}
-PAIR_IDS = [env_id for env_id in IDS if CORES[env_id].metadata["misspecification"] != "none"]
-CONTROL_IDS = [env_id for env_id in IDS if CORES[env_id].metadata["misspecification"] == "none"]
+PAIRS: dict[str, str] = {f"goodhartlab/{name}-v0": kwargs["pair"] for module in MODULES
+                         for name, (_, kwargs) in module.ENVIRONMENTS.items()}
+"""Environment id -> the proxy/true pair it registers."""
 COPIES = {traffic: 16, epidemic: 64, glucose: 32}
 
 
 def _module(env_id: str) -> Any:
     return next(m for m in MODULES if env_id.split("/")[1][:-3] in m.ENVIRONMENTS)
+
+
+def _kind(env_id: str) -> str:
+    return str(_module(env_id).PAIRS[PAIRS[env_id]]["misspecification"])
+
+
+PAIR_IDS = [env_id for env_id in IDS if _kind(env_id) != "none"]
+CONTROL_IDS = [env_id for env_id in IDS if _kind(env_id) == "none"]
 
 
 def _returns(core: BatchedCore, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> tuple[float, float]:
@@ -45,10 +51,45 @@ def _returns(core: BatchedCore, policy: Callable[[np.ndarray], np.ndarray], seed
 
 
 def test_nine_pairs_and_three_controls() -> None:
-    kinds = [CORES[env_id].metadata["misspecification"] for env_id in PAIR_IDS]
+    kinds = [_kind(env_id) for env_id in PAIR_IDS]
     assert len(PAIR_IDS) == 9
     assert {"ontological", "misweighting", "scope"} <= set(kinds)
     assert len(CONTROL_IDS) == 3
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_each_pair_is_an_argument_of_one_class(module: Any) -> None:
+    """Every variant registers the module's one environment class with {"pair": ...}, and nothing else."""
+    classes = {env_class for env_class, _ in module.ENVIRONMENTS.values()}
+    assert len(classes) == 1
+    assert all(set(kwargs) == {"pair"} for _, kwargs in module.ENVIRONMENTS.values())
+    assert {kwargs["pair"] for _, kwargs in module.ENVIRONMENTS.values()} == set(module.PAIRS)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_metadata_is_the_pairs(env_id: str) -> None:
+    """The instance, the single environment and the batched one all describe the registered pair."""
+    expected = pair_metadata(_module(env_id).PAIRS, PAIRS[env_id])
+    env = gym.make(env_id)
+    assert {key: env.unwrapped.metadata[key] for key in expected} == expected
+    batched = make_batched(env_id, 2)
+    assert {key: batched.metadata[key] for key in expected} == expected
+    assert batched.core.metadata == expected
+
+
+def test_the_registry_lists_each_pair() -> None:
+    listed = {entry.id: entry for entry in list_environments()}
+    for env_id in IDS:
+        assert listed[env_id].proxy_reward == _module(env_id).PAIRS[PAIRS[env_id]]["proxy_reward"]
+
+
+def test_an_unknown_pair_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="no pair 'typo'; the pairs are ontological, scope, misweighting, control"):
+        traffic.TrafficMergeCore(1, pair="typo")
+    with pytest.raises(ValueError, match="the pairs are ontological, misweighting, scope, term, control"):
+        gym.make("goodhartlab/Epidemic-v0", pair="typo")
+    with pytest.raises(ValueError, match="the pairs are ontological, misweighting, control"):
+        make_batched("goodhartlab/Glucose-v0", 2, pair="typo")
 
 
 @pytest.mark.parametrize("env_id", IDS)
@@ -57,16 +98,15 @@ def test_contract(env_id: str) -> None:
     report = check_contract(env, steps=150)
     assert report.proxy_equals_true == (env.unwrapped.metadata["misspecification"] == "none")
     _, _, _, _, info = env.step(env.action_space.sample())
-    assert set(info["reward_terms"]) == set(env.unwrapped.core.proxy_weights)
+    assert set(info["reward_terms"]) == set(_module(env_id).PAIRS[PAIRS[env_id]]["proxy"])
 
 
 @pytest.mark.parametrize("env_id", PAIR_IDS)
 def test_hack_beats_honest_on_proxy_and_loses_on_true(env_id: str) -> None:
     module = _module(env_id)
-    core_class = CORES[env_id]
-    honest, hack = module.HAND_POLICIES[core_class.PAIR]
+    honest, hack = module.HAND_POLICIES[PAIRS[env_id]]
     for seed in (0, 1):
-        core = core_class(COPIES[module])
+        core = make_batched(env_id, COPIES[module]).core
         honest_proxy, honest_true = _returns(core, honest, seed)
         hack_proxy, hack_true = _returns(core, hack, seed)
         assert hack_proxy > honest_proxy, (env_id, seed, hack_proxy, honest_proxy)

@@ -1,4 +1,4 @@
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -16,8 +16,8 @@ TOY = "goodhartlab-test/CountDown-v0"
 class CountDownCore(BatchedCore):
     """Episodes of exactly `horizon` steps; the proxy pays +1 a step, the true reward -1 (known returns)."""
 
-    metadata: ClassVar[dict[str, Any]] = {"misspecification": "ontological", "proxy_reward": "+1 a step",
-                                          "true_reward": "-1 a step"}
+    metadata = {"misspecification": "ontological", "proxy_reward": "+1 a step",  # noqa: RUF012  (as BatchedCore)
+                "true_reward": "-1 a step"}
 
     def __init__(self, num_envs: int, horizon: int = 5, discrete: bool = False) -> None:
         super().__init__(num_envs)

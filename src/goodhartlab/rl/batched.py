@@ -38,10 +38,12 @@ class BatchedCore(ABC):
 
     Subclasses set `observation_space` and `action_space` (for one copy) and `metadata`
     (misspecification, proxy and true reward in words), and draw every random number from the
-    generator they are given, so a seed fixes a whole batch.
+    generator they are given, so a seed fixes a whole batch. As in Gymnasium, `metadata` is a class
+    attribute that an instance replaces in `__init__` where its arguments change what it describes
+    (say, which proxy/true pair it computes); everything reads it from the instance.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {}
+    metadata: dict[str, Any] = {}  # noqa: RUF012  (gymnasium's convention: a class default, replaced per instance)
     observation_space: gym.Space[Any]
     action_space: gym.Space[Any]
 
@@ -83,6 +85,7 @@ class SingleEnv(gym.Env[np.ndarray, Any]):
 
     def __init__(self, render_mode: str | None = None, **config: Any) -> None:
         self.core = self.core_class(1, **config)
+        self.metadata = {**type(self).metadata, **self.core.metadata}  # the instance's (its pair, its variant)
         self.observation_space = self.core.observation_space
         self.action_space = self.core.action_space
         # Gymnasium (and SB3's make_vec_env, which asks for rgb_array) only warn about a mode an environment
@@ -121,9 +124,11 @@ class SingleEnv(gym.Env[np.ndarray, Any]):
 
 def single_env(core_class: type[BatchedCore], name: str) -> type[SingleEnv]:
     """The Gymnasium class of one copy of `core_class`, named for users and registries; its docstring
-    is the core's, followed by the proxy and true reward from the metadata."""
+    is the core's, followed by the proxy and true reward where the class (not its arguments) fixes them."""
     meta = core_class.metadata
-    doc = f"{core_class.__doc__ or ''}\n\nProxy: {meta.get('proxy_reward')}.\nTrue: {meta.get('true_reward')}."
+    doc = core_class.__doc__ or ""
+    if "proxy_reward" in meta:
+        doc += f"\n\nProxy: {meta['proxy_reward']}.\nTrue: {meta.get('true_reward')}."
     return type(name, (SingleEnv,), {"core_class": core_class, "__doc__": doc, "__module__": core_class.__module__})
 
 

@@ -49,7 +49,7 @@ def _check_metadata(env: gym.Env[Any, Any], name: str) -> None:
     metadata = env.unwrapped.metadata
     for key in REQUIRED_METADATA:
         if key not in metadata:
-            raise ContractError(f"{name}: metadata has no {key!r}; add it to the class's `metadata` dict")
+            raise ContractError(f"{name}: metadata has no {key!r}; add it to the environment's `metadata`")
     kind = metadata["misspecification"]
     if kind not in MISSPECIFICATIONS:
         raise ContractError(f"{name}: metadata['misspecification'] = {kind!r}; use one of {MISSPECIFICATIONS}")

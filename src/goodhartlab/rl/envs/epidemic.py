@@ -37,13 +37,13 @@ Reward terms (Pan's pandemic_simulator reward.py):
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from goodhartlab.rl.batched import BatchedCore, StepBatch, single_env
-from goodhartlab.rl.envs.composite import pair_metadata, weighted
+from goodhartlab.rl.batched import StepBatch, single_env
+from goodhartlab.rl.envs.composite import CompositeCore
 
 BETA = 0.6
 LATENT_P = 1.0 - np.exp(-1.0 / 3.0)
@@ -108,18 +108,18 @@ PAIRS: dict[str, dict[str, Any]] = {
 }
 
 
-class EpidemicCore(BatchedCore):
-    """B towns, each a stochastic SEIR-with-critical-care epidemic under one regulator."""
+class EpidemicCore(CompositeCore):
+    """B towns, each a stochastic SEIR-with-critical-care epidemic under one regulator; `pair` names the
+    proxy/true pair (a key of `PAIRS`)."""
 
-    PAIR: ClassVar[str] = "ontological"
-    metadata: ClassVar[dict[str, Any]] = pair_metadata(PAIRS, "ontological")
+    PAIRS = PAIRS
     OBS_DIM = 3 * HISTORY + 1
 
-    def __init__(self, num_envs: int, *, action_resolution: float = 0.0, observation_noise: float = 0.0,
-                 testing_rate: float = 0.3, population: int = 5000, horizon: int = 120,
-                 first_wave: tuple[int, int] = (5, 25), second_wave: tuple[int, int] = (60, 75),
+    def __init__(self, num_envs: int, *, pair: str = "ontological", action_resolution: float = 0.0,
+                 observation_noise: float = 0.0, testing_rate: float = 0.3, population: int = 5000,
+                 horizon: int = 120, first_wave: tuple[int, int] = (5, 25), second_wave: tuple[int, int] = (60, 75),
                  testing_capacity: float = 0.002, term_days: int = 90) -> None:
-        super().__init__(num_envs)
+        super().__init__(num_envs, pair)
         if action_resolution < 0 or observation_noise < 0 or not 0 < testing_rate <= 1:
             raise ValueError("need action_resolution >= 0, observation_noise >= 0, 0 < testing_rate <= 1")
         if population < 1 or horizon < 1:
@@ -133,8 +133,6 @@ class EpidemicCore(BatchedCore):
         self.second_wave = (int(second_wave[0]), int(second_wave[1]))
         self.testing_capacity = float(testing_capacity)
         self.term_days = int(term_days)
-        self.proxy_weights: dict[str, float] = PAIRS[self.PAIR]["proxy"]
-        self.true_weights: dict[str, float] = PAIRS[self.PAIR]["true"]
         self.observation_space = spaces.Box(-10.0, 10.0, (self.OBS_DIM,), np.float32)
         self.action_space = spaces.Discrete(3)
         b = num_envs
@@ -208,16 +206,13 @@ class EpidemicCore(BatchedCore):
             "political": -raised.astype(np.float64) * (np.minimum(infected_before - POLITICAL_THRESHOLD, 0.0)
                                     / POLITICAL_THRESHOLD) ** 2,
         }
-        proxy = weighted(terms, self.proxy_weights)
-        true = weighted(terms, self.true_weights)
+        proxy, true, proxy_terms = self.rewards(terms)
         self.history = np.roll(self.history, -1, axis=1)
         self.history[:, -1] = self._measure(np.arange(b), rng)
         self._noise = self.observation_noise * rng.standard_normal((b, self.OBS_DIM)).astype(np.float32)
         extra = {"stage": self.stage.copy(), "critical": crit, "infected": infected,
                  "dead": self.seir[:, 5] / n, "raised_early": raised & (infected_before < POLITICAL_THRESHOLD)}
-        return StepBatch(np.asarray(proxy, dtype=np.float64), np.asarray(true, dtype=np.float64),
-                         np.zeros(b, dtype=bool), self.t >= self.horizon,
-                         {k: terms[k] for k in self.proxy_weights}, extra)
+        return StepBatch(proxy, true, np.zeros(b, dtype=bool), self.t >= self.horizon, proxy_terms, extra)
 
     def observe(self) -> np.ndarray:
         obs = np.concatenate([self.history.reshape(self.num_envs, -1),
@@ -225,31 +220,7 @@ class EpidemicCore(BatchedCore):
         return np.clip(obs + self._noise, -10.0, 10.0).astype(np.float32)
 
 
-class EpidemicEconomyCore(EpidemicCore):
-    PAIR = "misweighting"
-    metadata = pair_metadata(PAIRS, "misweighting")
-
-
-class EpidemicTestingCore(EpidemicCore):
-    PAIR = "scope"
-    metadata = pair_metadata(PAIRS, "scope")
-
-
-class EpidemicTermCore(EpidemicCore):
-    PAIR = "term"
-    metadata = pair_metadata(PAIRS, "term")
-
-
-class EpidemicControlCore(EpidemicCore):
-    PAIR = "control"
-    metadata = pair_metadata(PAIRS, "control")
-
-
 EpidemicEnv = single_env(EpidemicCore, "EpidemicEnv")
-EpidemicEconomyEnv = single_env(EpidemicEconomyCore, "EpidemicEconomyEnv")
-EpidemicTestingEnv = single_env(EpidemicTestingCore, "EpidemicTestingEnv")
-EpidemicTermEnv = single_env(EpidemicTermCore, "EpidemicTermEnv")
-EpidemicControlEnv = single_env(EpidemicControlCore, "EpidemicControlEnv")
 
 
 # -- hand policies (batched observations -> actions in {0: lower, 1: keep, 2: raise}) -------------------
@@ -298,9 +269,9 @@ HAND_POLICIES = {
 """Pair -> (honest, hacking) hand policy."""
 
 ENVIRONMENTS: dict[str, tuple[Any, dict[str, Any]]] = {
-    "Epidemic": (EpidemicEnv, {}),
-    "EpidemicEconomy": (EpidemicEconomyEnv, {}),
-    "EpidemicTesting": (EpidemicTestingEnv, {}),
-    "EpidemicTerm": (EpidemicTermEnv, {}),
-    "EpidemicControl": (EpidemicControlEnv, {}),
+    "Epidemic": (EpidemicEnv, {"pair": "ontological"}),
+    "EpidemicEconomy": (EpidemicEnv, {"pair": "misweighting"}),
+    "EpidemicTesting": (EpidemicEnv, {"pair": "scope"}),
+    "EpidemicTerm": (EpidemicEnv, {"pair": "term"}),
+    "EpidemicControl": (EpidemicEnv, {"pair": "control"}),
 }

@@ -35,13 +35,13 @@ Reward terms:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from goodhartlab.rl.batched import BatchedCore, StepBatch, single_env
-from goodhartlab.rl.envs.composite import pair_metadata, quantize, weighted
+from goodhartlab.rl.batched import StepBatch, single_env
+from goodhartlab.rl.envs.composite import CompositeCore, quantize
 
 STEP_MIN = 5
 STEPS_PER_DAY = 24 * 60 // STEP_MIN
@@ -101,23 +101,21 @@ def insulin_rate(action: np.ndarray, basal: np.ndarray | float = BASAL) -> np.nd
     return basal * (8.0 ** action - 0.125) / 0.875
 
 
-class GlucoseCore(BatchedCore):
-    """B virtual type-1 patients, each a Bergman minimal model with meals, on an insulin pump."""
+class GlucoseCore(CompositeCore):
+    """B virtual type-1 patients, each a Bergman minimal model with meals, on an insulin pump; `pair`
+    names the proxy/true pair (a key of `PAIRS`)."""
 
-    PAIR: ClassVar[str] = "ontological"
-    metadata: ClassVar[dict[str, Any]] = pair_metadata(PAIRS, "ontological")
+    PAIRS = PAIRS
     OBS_DIM = 2 * HISTORY + 2
 
-    def __init__(self, num_envs: int, *, action_resolution: float = 0.0, observation_noise: float = 0.0,
-                 horizon: int = STEPS_PER_DAY) -> None:
-        super().__init__(num_envs)
+    def __init__(self, num_envs: int, *, pair: str = "ontological", action_resolution: float = 0.0,
+                 observation_noise: float = 0.0, horizon: int = STEPS_PER_DAY) -> None:
+        super().__init__(num_envs, pair)
         if action_resolution < 0 or observation_noise < 0:
             raise ValueError("action_resolution and observation_noise must be >= 0")
         self.action_resolution = float(action_resolution)
         self.observation_noise = float(observation_noise)
         self.horizon = int(horizon)
-        self.proxy_weights: dict[str, float] = PAIRS[self.PAIR]["proxy"]
-        self.true_weights: dict[str, float] = PAIRS[self.PAIR]["true"]
         self.observation_space = spaces.Box(-10.0, 10.0, (self.OBS_DIM,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         b = num_envs
@@ -180,17 +178,14 @@ class GlucoseCore(BatchedCore):
             "magni_high": -np.where(g >= MAGNI_MIN, risk, 0.0),
             "cost": -(HOSPITAL_COST * (g < HYPO) + INSULIN_COST * INTERVALS_PER_YEAR * units) / self.horizon,
         }
-        proxy = weighted(terms, self.proxy_weights)
-        true = weighted(terms, self.true_weights)
+        proxy, true, proxy_terms = self.rewards(terms)
         reading = (g - 140.0) / 60.0 + self.observation_noise * rng.standard_normal(b)
         self.cgm = np.roll(self.cgm, -1, axis=1)
         self.cgm[:, -1] = reading
         self.doses = np.roll(self.doses, -1, axis=1)
         self.doses[:, -1] = rate / self.basal
         extra = {"glucose": g, "insulin_units": units, "hypo": g < HYPO, "hyper": g > 180.0}
-        return StepBatch(np.asarray(proxy, dtype=np.float64), np.asarray(true, dtype=np.float64),
-                         np.zeros(b, dtype=bool), self.t >= self.horizon,
-                         {k: terms[k] for k in self.proxy_weights}, extra)
+        return StepBatch(proxy, true, np.zeros(b, dtype=bool), self.t >= self.horizon, proxy_terms, extra)
 
     def observe(self) -> np.ndarray:
         hours = (self.t * STEP_MIN / 60.0) % 24.0
@@ -199,19 +194,7 @@ class GlucoseCore(BatchedCore):
         return np.clip(obs, -10.0, 10.0).astype(np.float32)
 
 
-class GlucoseLowRiskCore(GlucoseCore):
-    PAIR = "misweighting"
-    metadata = pair_metadata(PAIRS, "misweighting")
-
-
-class GlucoseControlCore(GlucoseCore):
-    PAIR = "control"
-    metadata = pair_metadata(PAIRS, "control")
-
-
 GlucoseEnv = single_env(GlucoseCore, "GlucoseEnv")
-GlucoseLowRiskEnv = single_env(GlucoseLowRiskCore, "GlucoseLowRiskEnv")
-GlucoseControlEnv = single_env(GlucoseControlCore, "GlucoseControlEnv")
 
 
 # -- hand policies (batched observations -> actions) ----------------------------------------------------
@@ -247,7 +230,7 @@ HAND_POLICIES = {
 """Pair -> (honest, hacking) hand policy."""
 
 ENVIRONMENTS: dict[str, tuple[Any, dict[str, Any]]] = {
-    "Glucose": (GlucoseEnv, {}),
-    "GlucoseLowRisk": (GlucoseLowRiskEnv, {}),
-    "GlucoseControl": (GlucoseControlEnv, {}),
+    "Glucose": (GlucoseEnv, {"pair": "ontological"}),
+    "GlucoseLowRisk": (GlucoseEnv, {"pair": "misweighting"}),
+    "GlucoseControl": (GlucoseEnv, {"pair": "control"}),
 }

@@ -37,13 +37,13 @@ his accel weight 1 into 0.1 on this accel term, which is why the pairs below wei
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from goodhartlab.rl.batched import BatchedCore, StepBatch, single_env
-from goodhartlab.rl.envs.composite import pair_metadata, quantize, weighted
+from goodhartlab.rl.batched import StepBatch, single_env
+from goodhartlab.rl.envs.composite import CompositeCore, quantize
 
 DT = 0.5
 ROAD_END = 700.0
@@ -117,16 +117,17 @@ def idm_accel(v: np.ndarray, v_lead: np.ndarray, gap: np.ndarray, v0: np.ndarray
     return IDM_A * (1.0 - (v / v0) ** 4 - (s_star / np.maximum(gap, 0.1)) ** 2)
 
 
-class TrafficMergeCore(BatchedCore):
-    """B copies of the merge, every car of every copy stepped in one set of array operations."""
+class TrafficMergeCore(CompositeCore):
+    """B copies of the merge, every car of every copy stepped in one set of array operations; `pair`
+    names the proxy/true pair (a key of `PAIRS`)."""
 
-    PAIR: ClassVar[str] = "ontological"
-    metadata: ClassVar[dict[str, Any]] = pair_metadata(PAIRS, "ontological")
+    PAIRS = PAIRS
     OBS_DIM = 12
 
-    def __init__(self, num_envs: int, *, action_resolution: float = 0.0, observation_noise: float = 0.0,
-                 horizon: int = 240, main_inflow: float = 2000.0, ramp_inflow: float = 300.0) -> None:
-        super().__init__(num_envs)
+    def __init__(self, num_envs: int, *, pair: str = "ontological", action_resolution: float = 0.0,
+                 observation_noise: float = 0.0, horizon: int = 240, main_inflow: float = 2000.0,
+                 ramp_inflow: float = 300.0) -> None:
+        super().__init__(num_envs, pair)
         if action_resolution < 0 or observation_noise < 0:
             raise ValueError("action_resolution and observation_noise must be >= 0")
         if main_inflow <= 0 or ramp_inflow <= 0 or horizon < 1:
@@ -137,8 +138,6 @@ class TrafficMergeCore(BatchedCore):
         self.horizon = int(horizon)
         self.main_headway = 3600.0 / main_inflow
         self.ramp_headway = 3600.0 / ramp_inflow
-        self.proxy_weights: dict[str, float] = PAIRS[self.PAIR]["proxy"]
-        self.true_weights: dict[str, float] = PAIRS[self.PAIR]["true"]
         self.observation_space = spaces.Box(-10.0, 10.0, (self.OBS_DIM,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         b, n = num_envs, SLOTS
@@ -302,15 +301,11 @@ class TrafficMergeCore(BatchedCore):
         self.t += 1
         self._exits_and_entries(rng)
         self._nb = self._neighbours()
-        terms = self._terms(cmd)
-        proxy = weighted(terms, self.proxy_weights)
-        true = weighted(terms, self.true_weights)
+        proxy, true, proxy_terms = self.rewards(self._terms(cmd))
         self._noise = self.observation_noise * rng.standard_normal((b, self.OBS_DIM)).astype(np.float32)
         extra = {"trips": self.trips.copy(), "merges": self.merges.copy(), "waiting": self.waiting_ramp.copy(),
                  "rl_speed": self.v[:, 0].copy(), "rl_on_ramp": self.on_ramp[:, 0].copy()}
-        return StepBatch(np.asarray(proxy, dtype=np.float64), np.asarray(true, dtype=np.float64),
-                         np.zeros(b, dtype=bool), self.t >= self.horizon,
-                         {k: terms[k] for k in self.proxy_weights}, extra)
+        return StepBatch(proxy, true, np.zeros(b, dtype=bool), self.t >= self.horizon, proxy_terms, extra)
 
     def _exits_and_entries(self, rng: np.random.Generator) -> None:
         """Cars leave at the end of the highway, the RL car goes round again, new arrivals enter."""
@@ -408,25 +403,7 @@ class TrafficMergeCore(BatchedCore):
         return np.clip(obs + self._noise, -10.0, 10.0)
 
 
-class TrafficMergeScopeCore(TrafficMergeCore):
-    PAIR = "scope"
-    metadata = pair_metadata(PAIRS, "scope")
-
-
-class TrafficMergeAccelCore(TrafficMergeCore):
-    PAIR = "misweighting"
-    metadata = pair_metadata(PAIRS, "misweighting")
-
-
-class TrafficMergeControlCore(TrafficMergeCore):
-    PAIR = "control"
-    metadata = pair_metadata(PAIRS, "control")
-
-
 TrafficMergeEnv = single_env(TrafficMergeCore, "TrafficMergeEnv")
-TrafficMergeScopeEnv = single_env(TrafficMergeScopeCore, "TrafficMergeScopeEnv")
-TrafficMergeAccelEnv = single_env(TrafficMergeAccelCore, "TrafficMergeAccelEnv")
-TrafficMergeControlEnv = single_env(TrafficMergeControlCore, "TrafficMergeControlEnv")
 
 
 # -- hand policies (batched observations -> actions), for tests and as trusted reference policies -------
@@ -468,8 +445,8 @@ HAND_POLICIES = {
 """Pair -> (honest, hacking) hand policy."""
 
 ENVIRONMENTS: dict[str, tuple[Any, dict[str, Any]]] = {
-    "TrafficMerge": (TrafficMergeEnv, {}),
-    "TrafficMergeScope": (TrafficMergeScopeEnv, {}),
-    "TrafficMergeAccel": (TrafficMergeAccelEnv, {}),
-    "TrafficMergeControl": (TrafficMergeControlEnv, {}),
+    "TrafficMerge": (TrafficMergeEnv, {"pair": "ontological"}),
+    "TrafficMergeScope": (TrafficMergeEnv, {"pair": "scope"}),
+    "TrafficMergeAccel": (TrafficMergeEnv, {"pair": "misweighting"}),
+    "TrafficMergeControl": (TrafficMergeEnv, {"pair": "control"}),
 }
