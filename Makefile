@@ -12,8 +12,7 @@ test:
 	.venv/bin/python -m pytest
 
 bench:
-	scripts/setup.sh
-	.venv/bin/python -m pip install --quiet --no-deps safety-gridworlds-gymnasium==2.0.4 pygame==2.6.1
+	scripts/setup.sh --bench
 	.venv/bin/python benchmarks/bench_bestofn.py
 	.venv/bin/python benchmarks/bench_gridworlds.py
 	.venv/bin/python benchmarks/bench_ppo.py

@@ -101,7 +101,8 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"  gold from '{log.gold_key}'")
     for note in log.notes:
         print(f"  converted {note}")
-    print(f"  law ({args.form}): R(d) = {fit.intercept:+.4g} + d·({fit.alpha:.4g} − {fit.beta:.4g}·"
+    sign = "−" if fit.beta >= 0 else "+"
+    print(f"  law ({args.form}): R(d) = {fit.intercept:+.4g} + d·({fit.alpha:.4g} {sign} {abs(fit.beta):.4g}·"
           f"{'d' if args.form == 'bon' else 'log d'}),  d = √KL")
     print(f"  α = {fit.alpha:.4g} {_ci(fit.alpha_ci)}   β = {fit.beta:.4g} {_ci(fit.beta_ci)}")
     if verdict is not None and not verdict.describes:

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -107,3 +108,54 @@ def test_demo_writes_a_report_that_renders_in_chromium(tmp_path, capsys):
     # Running the demo again finds every run in the store and redoes none.
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
     assert "0 runs done" in capsys.readouterr().err
+
+
+# A GRPO run logged by TRL: KL grows as the cube of the step, gold rises to step 9 and then falls by
+# three quarters while the reward keeps climbing. The RL-form law fits it with α < 0 and β < 0 (no peak).
+FALLING_KL = [0.1833, 1.4403, 4.8107, 11.3194, 21.9821, 37.8081, 59.8012, 88.961, 126.2835, 172.7615, 229.3848,
+              297.1407, 377.0143, 469.9886, 577.0446, 699.1614, 837.3166, 992.4863, 1165.6448, 1357.7652, 1569.8195,
+              1802.7781, 2057.6104, 2335.2847, 2636.7681, 2963.0267, 3315.0257, 3693.7292, 4100.1006, 4535.1023]
+FALLING_GOLD = [0.3092, 0.3171, 0.3144, 0.3621, 0.3576, 0.3799, 0.3924, 0.4024, 0.4351, 0.427, 0.3022, 0.2638,
+                0.2214, 0.2074, 0.1935, 0.1599, 0.1644, 0.1409, 0.1179, 0.1045, 0.1105, 0.0897, 0.0976, 0.0581,
+                0.0552, 0.0539, 0.0383, 0.0373, 0.0275, 0.0411]
+
+
+def test_fit_never_says_gold_did_not_turn_when_its_onset_finder_found_that_it_did(tmp_path, capsys):
+    history = [{"step": step, "loss": 0.1, "reward": 0.1 * step, "kl": kl / 100 / 12, "completions/mean_length": 12.0,
+                "rewards/gold/mean": gold}
+               for step, (kl, gold) in enumerate(zip(FALLING_KL, FALLING_GOLD, strict=True), start=1)]
+    state = tmp_path / "trainer_state.json"
+    state.write_text(json.dumps({"log_history": history}))
+    assert main(["fit", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert "has not turned down" not in out
+    assert "the law does not describe these data: α = -0.081 ≤ 0" in out and "onset: KL = 2.294" in out
+    assert main(["fit", str(state), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["gold_turned"] and result["law_describes_data"] is False and result["onset_kl"] == pytest.approx(2.2938, abs=1e-4)
+    assert result["summary"].startswith("gold peaks at kl 1.263 and falls from kl 2.294 on; the fitted law does not")
+
+
+def test_fit_writes_its_plot_into_the_working_directory_and_says_where(tmp_path, capsys):
+    logs = tmp_path / "somebody-elses-logs"
+    logs.mkdir()
+    write_rl_log(logs / "run.csv")
+    work = tmp_path / "work"
+    work.mkdir()
+    os.chdir(work)
+    assert main(["fit", str(logs / "run.csv")]) == 0
+    assert list(logs.iterdir()) == [logs / "run.csv"]  # nothing written beside the log
+    assert (work / "run.fit.png").stat().st_size > 10_000
+    assert f"plot written to {work / 'run.fit.png'}" in capsys.readouterr().out
+    assert main(["fit", str(logs / "run.csv"), "--plot", str(tmp_path / "mine.png"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["plot"] == str(tmp_path / "mine.png")
+
+
+@pytest.mark.slow
+def test_setup_is_quiet_but_for_real_problems():
+    root = Path(__file__).parents[2]
+    done = subprocess.run([str(root / "scripts" / "setup.sh")], cwd=root, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "is ignored" not in done.stderr and done.stdout == ""
+    bad = subprocess.run([str(root / "scripts" / "setup.sh"), "--devv"], cwd=root, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown flag --devv" in bad.stderr
