@@ -21,7 +21,7 @@ import torch
 
 from goodhartlab.text.models import load_policy
 from goodhartlab.text.sampling import sample_pool
-from goodhartlab.text.tasks import make_task
+from goodhartlab.text.tasks import resolve_task
 
 
 def per_prompt_loop(model: object, tokenizer: object, prompts: list[str], pool: int, max_new_tokens: int,
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=1.0)
     args = parser.parse_args()
-    prompts = make_task("sentiment").prompts(args.prompts, seed=0)
+    prompts = resolve_task("sentiment").prompts(args.prompts, seed=0)
     model, tokenizer = load_policy()
     half = copy.deepcopy(model).to(torch.bfloat16)
     print(f"{args.prompts} prompts x pool {args.pool}, up to {args.max_new_tokens} new tokens, "

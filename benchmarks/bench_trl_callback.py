@@ -47,7 +47,7 @@ def main() -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from goodhartlab.integrations.trl import OveroptimizationCallback, ScorerReward
-    from goodhartlab.text.tasks import make_task
+    from goodhartlab.text.tasks import resolve_task
     from goodhartlab.text.tiny import ExclamationTask, tiny_policy
 
     class TimedReward(ScorerReward):
@@ -82,12 +82,12 @@ def main() -> None:
     if args.policy == "tiny":
         policy, task, proxy_name, length = str(tiny_policy(scratch / "policy")), ExclamationTask(), "exclamations", 16
     else:
-        policy, task, proxy_name, length = args.policy, make_task("sentiment"), "vader", 24
+        policy, task, proxy_name, length = args.policy, resolve_task("sentiment"), "vader", 24
     if args.policy == "smollm2-135m-instruct":
         from goodhartlab.text.models import load_policy
 
         policy = str(load_policy(policy)[0].config.name_or_path)  # the cached local folder
-    proxy, gold = task.proxy(proxy_name), task.gold() if args.gold == "task" else make_task("sentiment").gold()
+    proxy, gold = task.proxy(proxy_name), task.gold() if args.gold == "task" else resolve_task("sentiment").gold()
     prompts = Dataset.from_dict({"prompt": task.prompts(32, seed=0)})
 
     def run(instrumented: bool, index: int) -> tuple[float, float, float, TimedCallback]:

@@ -7,15 +7,13 @@ the 256-sample best-of-n studies from examples/text-bestofn.yaml and text-short-
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from goodhartlab.lab import plots
 from goodhartlab.lab.demo import run_demo
 from goodhartlab.lab.report import curves_by_name
-from goodhartlab.lab.runner import run_sweep
 from goodhartlab.lab.spec import load_spec
 from goodhartlab.lab.store import ResultsStore
-from goodhartlab.measure.transitions import find_onset, find_peak
+from goodhartlab.lab.study import run_studies
+from goodhartlab.measure.analysis import analyze
 
 HERE = Path(__file__).parent
 FIGURES = HERE / "figures"
@@ -27,19 +25,19 @@ def draw(store: ResultsStore, study: str) -> None:
     for index, (name, variants) in enumerate(curves_by_name(store, runs).items()):
         figure, gold_axis, proxy_axis = plots.new_figure()
         for k, (variant, curve) in enumerate(variants.items()):
-            color = plt.get_cmap("tab10")(k)
-            plots.draw_curve(gold_axis, proxy_axis, curve, variant, color, find_peak(curve), find_onset(curve))
+            color = plots.colors(k)
+            reading = analyze(curve)
+            plots.draw_curve(gold_axis, proxy_axis, curve, variant, color, reading.peak, reading.onset)
             if variant in fits and "early_fit" in fits[variant]:
                 plots.draw_law(gold_axis, fits[variant]["early_fit"], float(curve.pressure.max()), color,
                                f"{variant}: early-data law")
         plots.finish(figure, gold_axis, proxy_axis, next(iter(variants.values())).pressure_kind)
         gold_axis.set_title(f"{study}: {name}", fontsize=9)
         figure.savefig(FIGURES / f"{study}-{index}.png")
-        plt.close(figure)
 
 
 run_demo(FIGURES / "demo-store", progress=False)
-with ResultsStore(FIGURES / "demo-store" / "results.sqlite") as store:
+with ResultsStore(FIGURES / "demo-store" / "results.sqlite", mode="read") as store:
     for study in ("bestofn-goodhart", "ensembles", "transitions", "rl-tomato", "rl-tampering", "rl-capability",
                   "lm-bestofn"):
         draw(store, study)
@@ -47,8 +45,6 @@ with ResultsStore(FIGURES / "demo-store" / "results.sqlite") as store:
 for name, workers in (("rl-training-steps.yaml", 2), ("text-bestofn.yaml", 1), ("text-short-review.yaml", 1),
                        ("text-bestofn-1024.yaml", 1)):
     spec = load_spec(HERE.parent / "examples" / name)
-    with ResultsStore(FIGURES / "demo-store" / "results.sqlite") as store:
-        store.add_study(spec.study, spec.title, spec.description, spec.meta)
-    run_sweep(spec.runs, FIGURES / "demo-store" / "results.sqlite", workers=workers, progress=False)
-    with ResultsStore(FIGURES / "demo-store" / "results.sqlite") as store:
-        draw(store, spec.study)
+    run_studies(spec.runs, FIGURES / "demo-store", workers=workers, progress=False)
+    with ResultsStore(FIGURES / "demo-store" / "results.sqlite", mode="read") as store:
+        draw(store, spec.study.study)

@@ -5,7 +5,7 @@
 
 Afterwards:
     goodhartlab fit runs/trl-grpo/runlog.jsonl                      # the RL-form law, with intervals
-    goodhartlab report --store runs/trl-grpo/results.sqlite --out runs/trl-grpo/report.html
+    goodhartlab report --add runs/trl-grpo --study trl-grpo --store runs/results.sqlite --out runs/report.html
 
 What goodhartlab adds: `OveroptimizationCallback` (KL in nats per sequence, proxy and gold per
 logged step, flushed to runlog.jsonl) and its `gold_reward`, which TRL computes and logs like any
@@ -39,15 +39,14 @@ def main() -> None:
         model, lr, steps, length = str(tiny_policy(os.path.join(args.out, "policy"))), 5e-3, 40, 16
     else:
         from goodhartlab.text.models import load_policy
-        from goodhartlab.text.tasks import make_task
+        from goodhartlab.text.tasks import resolve_task
 
-        task, proxy_name = make_task("sentiment"), "afinn"
+        task, proxy_name = resolve_task("sentiment"), "afinn"
         # a folder, so GRPO (beta > 0) can rebuild the reference model from it
         model, lr, steps, length = str(load_policy()[0].config.name_or_path), 2e-5, 60, 24
 
     # --- goodhartlab: the callback, with the task's gold scorer ---------------------------------------
-    callback = OveroptimizationCallback(args.out, gold=task.gold(), gold_every=10,
-                                        store=os.path.join(args.out, "results.sqlite"), study="trl-grpo")
+    callback = OveroptimizationCallback(args.out, gold=task.gold(), gold_every=10)
 
     trainer = GRPOTrainer(
         model=model,

@@ -22,8 +22,9 @@ import argparse
 import numpy as np
 from scipy.stats import spearmanr
 
-from goodhartlab.lab.synthetic import parse_config
-from goodhartlab.text.bestofn import BestOfNConfig, learned_proxy_draws
+from goodhartlab.config import parse_config
+from goodhartlab.text.bestofn import BestOfNConfig
+from goodhartlab.text.learned_proxy import learned_proxy_draws
 
 PERMUTATIONS = 2000
 
@@ -40,12 +41,13 @@ parser.add_argument("--draws", type=int, default=30)
 parser.add_argument("--seed", type=int, default=0, help="the study's seed: its prompts, pools and training samples")
 parser.add_argument("--pairs", default="16,64,256,1024,4096", help="comma-separated pair counts")
 args = parser.parse_args()
-configs = [{"task": args.task, "prompts": args.prompts, "pool": args.pool, "max_new_tokens": args.max_new_tokens,
-            "proxy_pairs": int(pairs), "train_prompts": args.train_prompts, "train_pool": args.train_pool}
-           for pairs in args.pairs.split(",")]
-for config in configs:  # every count checked before the first is fitted
+configs = []
+for pairs in args.pairs.split(","):  # every count checked before the first is fitted
     try:
-        parse_config(BestOfNConfig, {**config, "proxy": "learned"})
+        configs.append(parse_config(BestOfNConfig, {
+            "task": args.task, "prompts": args.prompts, "pool": args.pool, "max_new_tokens": args.max_new_tokens,
+            "proxy": "learned", "proxy_pairs": int(pairs), "train_prompts": args.train_prompts,
+            "train_pool": args.train_pool}))
     except ValueError as error:
         parser.error(str(error))
 
@@ -57,7 +59,7 @@ print("| pairs | peak n | gold at the peak | gold at the largest n | fall | SD o
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 trend: list[tuple[int, int, float]] = []  # (pairs, a draw's peak n, its fall after that peak), over all draws
 for config in configs:
-    pairs = config["proxy_pairs"]
+    pairs = config.proxy_pairs
     draws = learned_proxy_draws(config, args.seed, args.draws)
     gold = draws["gold"].mean(axis=0)
     peak = int(np.argmax(gold))

@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import yaml
 
-from goodhartlab.lab.plots import plt
+import matplotlib.pyplot as plt
+
+from goodhartlab.lab.spec import load_spec
 from goodhartlab.lab.store import ResultsStore
 
 BLOCK = 12
@@ -27,10 +28,10 @@ parser.add_argument("--store", default="goodhartlab-out/results.sqlite")
 parser.add_argument("--spec", default=SPEC)
 parser.add_argument("--figure", default=None, help="also draw gold, proxy and KL against steps into this file")
 args = parser.parse_args()
-with open(args.spec) as file:
-    spec = yaml.safe_load(file)
-with ResultsStore(args.store) as store:
-    runs = sorted((run for run in store.runs(spec["study"]) if run.config["steps"] == spec["config"]["steps"]),
+spec = load_spec(args.spec)
+steps = spec.runs[0].config.steps
+with ResultsStore(args.store, mode="read") as store:
+    runs = sorted((run for run in store.runs(spec.study.study) if run.config["steps"] == steps),
                   key=lambda run: (run.config["proxy_pairs"], run.seed))
 if not runs:
     parser.error(f"{args.store} holds no runs of {args.spec}; run goodhartlab run {args.spec} first")
