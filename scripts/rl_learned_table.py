@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 import matplotlib.pyplot as plt
+import numpy as np
 
 from goodhartlab.lab.spec import load_spec
 from goodhartlab.lab.store import ResultsStore

@@ -11,10 +11,10 @@ from importlib import resources
 
 import numpy as np
 
-from goodhartlab.text.multiemo import multiemo
 from goodhartlab.rewards.bradley_terry import fit_logistic
 from goodhartlab.text.gold import HEAD_FILE, SPLIT_SEED, LogisticHead, split
 from goodhartlab.text.models import SentenceEncoder
+from goodhartlab.text.multiemo import multiemo
 
 start = time.perf_counter()
 reviews = multiemo()
