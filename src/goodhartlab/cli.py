@@ -153,7 +153,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _say_done(sweep: Any) -> None:
-    print(f"{sweep.ran} runs done, {sweep.skipped} already in the store ({sweep.seconds:.1f} s)", file=sys.stderr)
+    elsewhere = f", {sweep.elsewhere} left to another sweep running on the same store" if sweep.elsewhere else ""
+    print(f"{sweep.ran} runs done, {sweep.skipped} already in the store{elsewhere} ({sweep.seconds:.1f} s)",
+          file=sys.stderr)
 
 
 def _envs(args: argparse.Namespace) -> int:
@@ -366,10 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RunLogError, FitError, FileNotFoundError, ValueError, RunFailed) as error:
         print(f"goodhartlab {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"goodhartlab {args.command}: interrupted; finished runs are kept in the store, "
-              "run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        terminated = "SIGTERM" in str(stop)
+        print(f"goodhartlab {args.command}: interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}); finished runs are "
+              "kept in the store, run the same command again to resume", file=sys.stderr)
+        return 143 if terminated else 130
 
 
 if __name__ == "__main__":

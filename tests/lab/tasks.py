@@ -25,6 +25,19 @@ def failing_task(config: dict[str, Any], seed: int) -> RunResult:
     raise RuntimeError("planted failure")
 
 
+def killed_task(config: dict[str, Any], seed: int) -> RunResult:
+    """A run whose process is killed, as the out-of-memory killer would."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+def exiting_task(config: dict[str, Any], seed: int) -> RunResult:
+    raise SystemExit(3)
+
+
 def sweep(store: str, runs: int, sleep: float) -> list:
     from goodhartlab.lab.runner import RunSpec
     from goodhartlab.lab.store import StudyInfo

@@ -48,7 +48,7 @@ S = StudyInfo("s", "s")
 def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     runs = [RunSpec(S, "bad", "tests.lab.tasks:failing_task", {}, 0),
             RunSpec(S, "ok", "tests.lab.tasks:bestofn_task", {}, 0)]
-    with pytest.raises(RunFailed, match=r"1 of 2 runs failed \(s/bad/seed=0: planted failure\).*retries"):
+    with pytest.raises(RunFailed, match=r"1 of 2 runs failed \(s/bad/seed=0: RuntimeError: planted failure\).*retries"):
         run_sweep(runs, tmp_path / "r.sqlite", workers=1, progress=False)
     with ResultsStore(tmp_path / "r.sqlite") as store:
         assert [r.variant for r in store.runs()] == ["ok"]  # the run after the failure ran too
@@ -60,7 +60,7 @@ def test_runs_beside_a_failing_one_all_finish_and_are_kept(tmp_path):
     runs = [RunSpec(S, "slow", "tests.lab.tasks:bestofn_task", {"sleep": 1.5}, 0),
             RunSpec(S, "bad", "tests.lab.tasks:failing_task", {}, 0),
             RunSpec(S, "later", "tests.lab.tasks:bestofn_task", {}, 1)]
-    with pytest.raises(RunFailed, match="s/bad/seed=0: planted failure"):
+    with pytest.raises(RunFailed, match="s/bad/seed=0: RuntimeError: planted failure"):
         run_sweep(runs, tmp_path / "r.sqlite", workers=2, progress=False)
     with ResultsStore(tmp_path / "r.sqlite") as store:
         assert sorted(r.variant for r in store.runs()) == ["later", "slow"]

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
+import socket
 import sqlite3
 import sys
 import time
@@ -72,8 +74,16 @@ CREATE TABLE IF NOT EXISTS failures (
     traceback TEXT NOT NULL,
     failed_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (
+    run_id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    claimed_at REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS runs_by_study ON runs(study);
 """
+REMOTE_CLAIM_SECONDS = 24 * 3600
+"""A claim by a process on another host (whose liveness cannot be checked here) lapses after this long."""
 
 
 class StoreError(ValueError):
@@ -161,6 +171,7 @@ class ResultsStore:
     def __init__(self, path: str | Path, mode: Literal["write", "read"] = "write") -> None:
         self.path = Path(path)
         self.mode = mode
+        self._claimed: set[str] = set()
         self._connection = self._open()
 
     def _open(self) -> sqlite3.Connection:
@@ -268,6 +279,8 @@ class ResultsStore:
                  for name, curve in result.curves.items()
                  for index, (x, p, g) in enumerate(zip(curve.pressure, curve.proxy, curve.gold, strict=True))])
             db.execute("DELETE FROM failures WHERE run_id = ?", (identifier,))
+            db.execute("DELETE FROM claims WHERE run_id = ?", (identifier,))
+        self._claimed.discard(identifier)
         return True
 
     def save_failure(self, identifier: str, study: str, variant: str, kind: str, config: Mapping[str, Any],
@@ -278,6 +291,34 @@ class ResultsStore:
             db.execute("INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (identifier, study, variant, kind, json.dumps(dict(config), sort_keys=True), seed, error,
                         traceback, time.strftime("%Y-%m-%dT%H:%M:%S")))
+            db.execute("DELETE FROM claims WHERE run_id = ?", (identifier,))
+        self._claimed.discard(identifier)
+
+    def claim(self, identifier: str) -> Literal["mine", "done", "elsewhere"]:
+        """Claim a run before running it, so two sweeps on one store never run it both: 'done' if it is stored,
+        'elsewhere' if a live process (or another host's, recently) holds it, else 'mine'."""
+        host, pid = socket.gethostname(), os.getpid()
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (identifier,)).fetchone():
+                return "done"
+            holder = db.execute("SELECT pid, host, claimed_at FROM claims WHERE run_id = ?", (identifier,)).fetchone()
+            if holder is not None and (holder[0], holder[1]) != (pid, host):
+                held_here = holder[1] == host and _alive(holder[0])
+                held_there = holder[1] != host and time.time() - holder[2] < REMOTE_CLAIM_SECONDS
+                if held_here or held_there:
+                    return "elsewhere"
+            db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)", (identifier, pid, host, time.time()))
+        self._claimed.add(identifier)
+        return "mine"
+
+    def release_claims(self) -> None:
+        """Give up the claims of runs this store object claimed and did not finish (an interrupted sweep)."""
+        if not self._claimed or self.mode != "write":
+            return
+        with self._transaction() as db:
+            db.executemany("DELETE FROM claims WHERE run_id = ? AND pid = ?",
+                           [(identifier, os.getpid()) for identifier in self._claimed])
+        self._claimed.clear()
 
     def add_run_dir(self, folder: str | Path, *, study: str = "trl", variant: str | None = None,
                     title: str | None = None) -> AddedRun:
@@ -355,6 +396,16 @@ class ResultsStore:
         """A stored run as the study returned it (non-finite values as None)."""
         (summary,) = self._connection.execute("SELECT summary FROM runs WHERE run_id = ?", (run,)).fetchone()
         return RunResult(self.points(run), _json_mapping(summary))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _check_sqlite_header(path: Path) -> None:
