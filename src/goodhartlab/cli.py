@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_OUT = Path("goodhartlab-out")
+DEBUG_ENV = "GOODHARTLAB_DEBUG"
 
 
 # -- flags from config fields: a config field is documented and defaulted once, in its dataclass ------------------
@@ -63,7 +66,7 @@ def _fit(args: argparse.Namespace) -> int:
     from goodhartlab.measure import FitError, fit_law, read_run_log
     from goodhartlab.measure.analysis import analyze
 
-    log = read_run_log(args.log, gold_key=args.gold_key)
+    log = read_run_log(args.log, gold_key=args.gold_key, max_rows=args.max_rows)
     rows = log.has_gold
     seeds = log.seed[rows]
     try:
@@ -284,6 +287,33 @@ def _bestofn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(text: str) -> int:
+    value = _count(text, minimum=0)
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"a seed must be below 2^63, got {text}")
+    return value
+
+
+def _count(text: str, minimum: int = 1) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from goodhartlab.text.bestofn import BestOfNConfig
 
@@ -296,12 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "sequence), proxy, gold")
     fit.add_argument("--form", choices=("bon", "rl"), default="rl",
                      help="bon: d(α − βd); rl: d(α − β log d); d = √KL (default rl)")
-    fit.add_argument("--max-kl", type=float, default=None,
+    fit.add_argument("--max-kl", type=_positive_float, default=None,
                      help="fit only points with KL <= this and report the extrapolation error")
     fit.add_argument("--gold-key", default=None, help="TRL logs: the key holding gold (default rewards/gold/mean)")
     fit.add_argument("--plot", default=None, help="where to write the plot (default: LOG-NAME.fit.png in the "
                      "working directory)")
-    fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    fit.add_argument("--seed", type=_seed, default=0, help="bootstrap seed")
+    fit.add_argument("--max-rows", type=_count, default=None, help="refuse logs longer than this (default 20,000,000)")
     fit.add_argument("--json", action="store_true", help="print one JSON object")
     fit.set_defaults(handler=_fit)
 
@@ -334,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bestofn = commands.add_parser("bestofn", help="a best-of-n study on a real policy, end to end")
     add_config_flags(bestofn, BestOfNConfig)
-    bestofn.add_argument("--seed", type=int, default=0)
+    bestofn.add_argument("--seed", type=_seed, default=0)
     bestofn.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")
     bestofn.add_argument("--json", action="store_true", help="print the curve points and the fit as JSON")
     bestofn.set_defaults(handler=_bestofn)
@@ -342,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the study a YAML spec describes, then write the report")
     run.add_argument("spec", help="YAML experiment spec (see examples/)")
     run.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")
-    run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--workers", type=_count, default=2)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--allow-import", action="store_true",
                      help="let the spec's kind be a 'package.module:function' path: runs that module's code, so only "
@@ -351,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the demo studies and write the report")
     demo.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")
-    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--workers", type=_count, default=2)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(handler=_demo)
     return parser
@@ -366,13 +397,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except (RunLogError, FitError, FileNotFoundError, ValueError, RunFailed) as error:
-        print(f"goodhartlab {args.command}: error: {error}", file=sys.stderr)
+        print(f"goodhartlab {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a disk full, a folder that cannot be written
+        print(f"goodhartlab {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:
         terminated = "SIGTERM" in str(stop)
         print(f"goodhartlab {args.command}: interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}); finished runs are "
               "kept in the store, run the same command again to resume", file=sys.stderr)
         return 143 if terminated else 130
+    except Exception as error:  # a failure goodhartlab did not foresee: one line, the traceback on request
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"goodhartlab {args.command}: error: {type(error).__name__}: {_one_line(error)} (unexpected: set "
+              f"{DEBUG_ENV}=1 for the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

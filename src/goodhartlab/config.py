@@ -19,7 +19,9 @@ import math
 import textwrap
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from typing import Any, TypeVar
 
@@ -275,11 +277,39 @@ def field_docs(kind: type) -> dict[str, str]:
     return docs
 
 
-def import_object(path: str, what: str, form: str = "package.module:name") -> Any:
-    """The object a 'package.module:name' path names; `what` says what it is, in the error."""
+_IMPORTS_ALLOWED: ContextVar[bool] = ContextVar("goodhartlab_imports_allowed", default=True)
+
+
+class ImportRefused(ValueError):
+    """A config names code to import ('package.module:name') where the user has not allowed it."""
+
+
+@contextmanager
+def imports_allowed(allowed: bool) -> Iterator[None]:
+    """Within the block, `import_object` imports only if `allowed`. A spec from someone else is parsed with
+    imports refused unless its user passes --allow-import: naming a module in a config runs that module's code."""
+    token = _IMPORTS_ALLOWED.set(allowed)
+    try:
+        yield
+    finally:
+        _IMPORTS_ALLOWED.reset(token)
+
+
+def check_import_allowed(path: str, what: str) -> None:
+    if not _IMPORTS_ALLOWED.get():
+        raise ImportRefused(f"{what} {path!r} is an import path, which would run that module's code; this spec may "
+                            "only name what goodhartlab registers. If you trust the spec and its author, pass "
+                            "--allow-import")
+
+
+def import_object(path: str, what: str, form: str = "package.module:name", *, ours: bool = False) -> Any:
+    """The object a 'package.module:name' path names; `what` says what it is, in the error. `ours`: a path
+    goodhartlab itself registers, imported whatever the user allowed."""
     module_name, _, name = path.partition(":")
     if not module_name or not name or module_name.startswith("."):
         raise ValueError(f"{what} {path!r} must be '{form}' (an absolute module path)")
+    if not ours:
+        check_import_allowed(path, what)
     try:
         return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError, ValueError) as error:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from goodhartlab.lab.runner import RunFailed, RunSpec, run_sweep
-from goodhartlab.lab.store import ResultsStore, StudyInfo
+from goodhartlab.lab.store import ResultsStore, StoreError, StudyInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = """study: slow
@@ -47,11 +47,11 @@ def wait_for(condition: object, timeout: float) -> bool:
 
 
 def stored(tmp_path: Path, out: str = "out") -> int:
-    path = tmp_path / out / "results.sqlite"
-    if not path.exists():
+    try:
+        with ResultsStore(tmp_path / out / "results.sqlite", mode="read") as store:
+            return len(store.runs())
+    except StoreError:  # not there yet, or being made
         return 0
-    with ResultsStore(path, mode="read") as store:
-        return len(store.runs())
 
 
 def alive(pid: int) -> bool:
@@ -85,7 +85,7 @@ def test_ctrl_c_stops_within_seconds_keeps_finished_runs_and_a_rerun_does_only_t
     pressed = time.monotonic()
     sweep.wait(timeout=30)
     assert time.monotonic() - pressed < 5 and sweep.returncode == 130
-    assert not any(alive(pid) for pid in workers)
+    assert wait_for(lambda: not any(alive(pid) for pid in workers), 5), "a worker outlived the sweep by 5 s"
     kept = stored(tmp_path)
     assert 2 <= kept < 12
     again = start_sweep(tmp_path, seeds=12, sleep=1.5)  # the same spec

@@ -34,17 +34,25 @@ class StudyKind:
     run: str
     prepare: str | None = None
     description: str = ""
+    registered: bool = True
+    """False for a user's 'package.module:function' kind, imported only where the user allows it."""
 
     def config_class(self) -> type | None:
-        cls: type | None = None if self.config is None else import_object(self.config, f"config of kind {self.name}")
+        if self.config is None:
+            return None
+        cls: type = import_object(self.config, f"config of kind {self.name}", ours=self.registered)
         return cls
 
     def function(self) -> Study:
-        function: Study = import_object(self.run, f"study kind {self.name}")
+        function: Study = import_object(self.run, f"study kind {self.name}", ours=self.registered)
         return function
 
     def preparation(self) -> Callable[[Sequence[tuple[Any, int]]], None] | None:
-        return None if self.prepare is None else import_object(self.prepare, f"preparation of kind {self.name}")
+        if self.prepare is None:
+            return None
+        prepare: Callable[[Sequence[tuple[Any, int]]], None] = import_object(
+            self.prepare, f"preparation of kind {self.name}", ours=self.registered)
+        return prepare
 
 
 KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (
@@ -93,7 +101,7 @@ def study_kind(name: str, *, allow_import: bool = False) -> StudyKind:
     if not allow_import:
         raise KindError(f"{name!r} is an import path, which would run that module's code; only registered kinds "
                         f"({', '.join(KINDS)}) run by name. If you trust the spec and its author, pass --allow-import")
-    kind = StudyKind(name, None, name)
+    kind = StudyKind(name, None, name, registered=False)
     try:
         kind.function()
     except ValueError as error:

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from goodhartlab.config import ConfigError, parse_config, unknown_fields
+from goodhartlab.config import ConfigError, imports_allowed, parse_config, unknown_fields
 from goodhartlab.lab.registry import KindError, StudyKind, study_kind
 from goodhartlab.lab.runner import RunSpec
 from goodhartlab.lab.store import StudyInfo
@@ -124,9 +124,14 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_spec(path: str | Path, *, allow_import: bool = False) -> Spec:
-    """Read, check and expand a spec into its runs. `allow_import` lets `kind` name a 'package.module:function'
-    (that module's code runs): pass it only for specs whose author you trust."""
-    path = Path(path)
+    """Read, check and expand a spec into its runs. `allow_import` lets the spec name code to import — a `kind`
+    'package.module:function', a text `task` 'package.module:Class', an environment 'module:Env-v0' — whose
+    module's code then runs: pass it only for specs whose author you trust."""
+    with imports_allowed(allow_import):
+        return _load_spec(Path(path), allow_import)
+
+
+def _load_spec(path: Path, allow_import: bool) -> Spec:
     where = str(path)
     data = read_yaml(path)
     if not isinstance(data, dict):

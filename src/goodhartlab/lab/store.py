@@ -198,16 +198,31 @@ class ResultsStore:
             version = self._check_identity(connection, exists)
             if self.mode == "write":
                 if version == 0:
-                    connection.execute("PRAGMA journal_mode=WAL")
-                    connection.executescript(SCHEMA)
-                    connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    self._create(connection)
                 connection.execute("PRAGMA synchronous=NORMAL")
             self.schema = version or SCHEMA_VERSION
         except sqlite3.DatabaseError as error:
             raise StoreError(f"{path} cannot be read as a results store ({error}); it may be damaged or not a store: "
                              "pass another --out or --store") from None
         return connection
+
+    @staticmethod
+    def _create(connection: sqlite3.Connection) -> None:
+        """The tables and the file's identity in one transaction, so no reader (or second writer starting at the
+        same moment) ever sees a half-made store."""
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if connection.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:  # not made meanwhile
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
 
     def _check_identity(self, connection: sqlite3.Connection, existed: bool) -> int:
         """The schema version of an existing store, 0 for a new empty file; a StoreError for anything else."""

@@ -4,16 +4,23 @@ Readers accept CSV, JSONL and a TRL `trainer_state.json`. A bad file is rejected
 message naming the file, the row and the field, because a fit of a silently mangled log is
 worse than no fit. Gold may be missing between gold evaluations (an empty cell or a missing
 key); NaN or infinite values are errors, never skipped.
+
+Logs are read as a stream into typed arrays (about 60 bytes a row), with limits on the bytes and rows
+read (`MAX_BYTES`, `MAX_ROWS`; raise them with the keyword arguments or `goodhartlab fit --max-rows`), so
+a huge or endless input (`/dev/zero`) is refused with a message rather than read until memory runs out.
+A UTF-8 byte-order mark (Excel's default) is accepted. A step logged twice (a run resumed from a
+checkpoint logs again the steps after it) keeps its last row, and the log's notes say so.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import json
 import math
+from array import array
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,18 @@ from numpy.typing import NDArray
 from goodhartlab.measure.curve import Curve, average_repeats
 from goodhartlab.measure.kl import KLUnit, to_nats_per_sequence
 from goodhartlab.results import PRESSURE_KINDS, CurvePoints, PressureKind, check_pressure_kind
+
+MAX_BYTES = 4 * 2**30
+"""Bytes read from a log before it is refused as too large (4 GiB)."""
+MAX_ROWS = 20_000_000
+"""Rows read before a log is refused as too long."""
+MAX_JSON_BYTES = 512 * 2**20
+"""A trainer_state.json is parsed whole: at most this large."""
+MAX_LINE_BYTES = 1 << 20
+"""A row longer than this (1 MiB) is not a run log's."""
+CHUNK_BYTES = 1 << 20
+EXACT_INTEGER = 2**53
+"""Steps and seeds are stored as float64 on the way in: whole numbers up to here are exact."""
 
 REQUIRED = ("step", "kl", "proxy", "gold")
 OPTIONAL_NUMBERS = ("length", "seed")
@@ -118,6 +137,8 @@ def _number(path: Path, row: str, name: str, raw: Any, *, required: bool) -> flo
         value = float(raw)
     except ValueError:
         raise RunLogError(path, f"expected a number, got {str(raw)[:40]!r}", row, name) from None
+    except OverflowError:
+        raise RunLogError(path, f"a number of {len(str(raw))} digits is too large", row, name) from None
     if not math.isfinite(value):
         hint = " (leave it empty where gold was not evaluated)" if name == "gold" else ""
         raise RunLogError(path, f"value {raw!r} is not finite; NaN and infinite rewards are "
@@ -140,68 +161,165 @@ def _ensemble(path: Path, row: str, raw: Any) -> list[float] | None:
     return [_number(path, row, f"ensemble_scores[{i}]", v, required=True) for i, v in enumerate(values)]
 
 
-def _build(path: Path, rows: Iterator[tuple[str, Mapping[str, Any]]], notes: list[str]) -> RunLog:
-    columns: dict[str, list[float]] = {name: [] for name in (*REQUIRED, *OPTIONAL_NUMBERS)}
+@dataclass
+class _Limits:
+    max_bytes: int = MAX_BYTES
+    max_rows: int = MAX_ROWS
+
+
+def _build(path: Path, rows: Iterator[tuple[str, Mapping[str, Any]]], notes: list[str],
+           limits: _Limits) -> RunLog:
+    """Gather rows into typed arrays, checking each value where it is read (file, row, field)."""
+    columns = {name: array("d") for name in (*REQUIRED, "length")}
+    seeds = array("q")
     ensembles: list[list[float] | None] = []
+    labels: list[str] = []
     kinds: set[str] = set()
     for label, record in rows:
+        if len(labels) >= limits.max_rows:
+            raise RunLogError(path, f"has more than {limits.max_rows:,} rows; raise the limit (--max-rows) if it "
+                              "is meant to be this long")
         for name in REQUIRED:
-            columns[name].append(_number(path, label, name, record.get(name),
-                                         required=name in ("step", "kl")))
-        columns["length"].append(_number(path, label, "length", record.get("length"), required=False))
-        seed = _number(path, label, "seed", record.get("seed"), required=False)
-        if not math.isnan(seed) and seed != int(seed):
-            raise RunLogError(path, f"a seed must be a whole number, got {seed}", label, "seed")
-        columns["seed"].append(0.0 if math.isnan(seed) else seed)
+            columns[name].append(_number(path, label, name, record.get(name), required=name in ("step", "kl")))
+        if columns["kl"][-1] < 0:
+            raise RunLogError(path, f"is negative ({columns['kl'][-1]:.4g}); KL to the reference policy is >= 0 in "
+                              "nats per sequence. A negative value is usually a k1 estimate on a small batch: log k3 "
+                              "(always >= 0) instead", label, "kl")
+        length = _number(path, label, "length", record.get("length"), required=False)
+        if length < 0:
+            raise RunLogError(path, f"is negative ({length:.4g}); a mean length counts tokens", label, "length")
+        columns["length"].append(length)
+        seeds.append(_whole(path, label, "seed", _number(path, label, "seed", record.get("seed"), required=False)))
+        _whole(path, label, "step", columns["step"][-1])
         ensembles.append(_ensemble(path, label, record.get("ensemble_scores")))
+        labels.append(label)
         kind = record.get("pressure_kind")
         if kind not in (None, ""):
             if kind not in PRESSURE_KINDS:
                 raise RunLogError(path, f"{str(kind)[:40]!r} is not a pressure kind; use one of "
                                   f"{', '.join(PRESSURE_KINDS)}", label, "pressure_kind")
             kinds.add(str(kind))
-    if not columns["step"]:
+    if not labels:
         raise RunLogError(path, "holds no rows; a run log needs one row per evaluation point with "
                           f"the fields {', '.join(REQUIRED)}")
     if len(kinds) > 1:
         raise RunLogError(path, f"mixes pressure kinds {sorted(kinds)}; split it into one log per kind",
                           field="pressure_kind")
-    gold = np.array(columns["gold"])
-    if np.isnan(gold).all():
+    arrays = {name: np.frombuffer(column, dtype=np.float64) for name, column in columns.items()}
+    seed = np.frombuffer(seeds, dtype=np.int64)
+    if np.isnan(arrays["gold"]).all():
         raise RunLogError(path, "no row has a gold score, so nothing can be fitted; log the gold "
                           "reward at least at some evaluation steps", field="gold")
-    return RunLog(path=str(path), step=np.array(columns["step"]), kl=np.array(columns["kl"]),
-                  proxy=np.array(columns["proxy"]), gold=gold, length=np.array(columns["length"]),
-                  seed=np.array(columns["seed"], dtype=np.int64),
+    keep = _last_of_each_step(seed, arrays["step"])
+    if keep is not None:
+        notes.append(f"{len(labels) - keep.size} row(s) log a step of their seed again (a run resumed from a "
+                     f"checkpoint?); the last row of each step is kept (first repeat: {labels[_first_repeat(keep)]})")
+        arrays = {name: values[keep] for name, values in arrays.items()}
+        seed, ensembles = seed[keep], [ensembles[i] for i in keep]
+    return RunLog(path=str(path), step=arrays["step"], kl=arrays["kl"], proxy=arrays["proxy"], gold=arrays["gold"],
+                  length=arrays["length"], seed=seed,
                   pressure_kind=check_pressure_kind(kinds.pop()) if kinds else "kl", ensemble_scores=ensembles,
                   notes=notes)
 
 
-def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
-    if not header:
-        raise RunLogError(path, f"is empty; expected a header with the columns {', '.join(REQUIRED)}")
-    names = [name.strip() for name in header]
-    missing = [name for name in REQUIRED if name not in names]
-    if missing:
-        raise RunLogError(path, f"the header lacks the column(s) {', '.join(missing)} "
-                          f"(found: {', '.join(names)[:200]}); KL must be in nats per sequence",
-                          "line 1", missing[0])
-    for record in reader:
-        line = f"line {reader.line_num}"
-        if None in record:
-            raise RunLogError(path, f"has {len(header) + len(record[None])} cells but the header "
-                              f"names {len(header)}", line)
-        if None in record.values():  # cells are matched by position: a short row may have shifted
-            cells = sum(value is not None for value in record.values())
-            raise RunLogError(path, f"has {cells} cells but the header names {len(header)}; leave a cell "
-                              "empty (',,') where a value was not logged", line)
-        yield line, {key.strip(): value for key, value in record.items()}
+def _whole(path: Path, row: str, name: str, value: float) -> int:
+    """A step or seed as a whole number (0 where a seed is not given)."""
+    if math.isnan(value):
+        return 0
+    if value != int(value) or abs(value) >= EXACT_INTEGER:
+        raise RunLogError(path, f"must be a whole number below 2^53, got {value:.17g}", row, name)
+    return int(value)
 
 
-def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    for number, line in enumerate(text.splitlines(), start=1):
+def _last_of_each_step(seed: np.ndarray, step: np.ndarray) -> np.ndarray | None:
+    """Indices of the rows to keep when a (seed, step) repeats: the last of each, in order; None if none repeats."""
+    pairs = np.stack([seed.astype(np.float64), step], axis=1)
+    _, first_from_end = np.unique(pairs[::-1], axis=0, return_index=True)
+    if first_from_end.size == step.size:
+        return None
+    return np.sort(step.size - 1 - first_from_end)
+
+
+def _first_repeat(keep: np.ndarray) -> int:
+    """The first row dropped: where the kept indices first skip one."""
+    expected = np.arange(keep.size)
+    skipped = np.flatnonzero(keep != expected)
+    return int(expected[skipped[0]]) if skipped.size else int(keep.size)
+
+
+def _lines(path: Path, handle: Any, limits: _Limits) -> Iterator[str]:
+    """The file's lines as text, read in chunks: UTF-8 (a byte-order mark is dropped), at most `max_bytes` in
+    all and MAX_LINE_BYTES a line, no NUL bytes. Endless or binary input is refused at the first chunk."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    pending = ""
+    read = 0
+    line_number = 0
+    while True:
+        chunk = handle.read(CHUNK_BYTES)
+        read += len(chunk)
+        if read > limits.max_bytes:
+            raise RunLogError(path, f"is larger than {limits.max_bytes:,} bytes; raise the limit if it is meant to "
+                              "be this large")
+        nul = chunk.find(b"\0")
+        if nul >= 0:
+            raise RunLogError(path, f"holds NUL bytes (byte {read - len(chunk) + nul}): not a text log; export the "
+                              "log as CSV or JSONL")
+        try:
+            pending += decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as error:
+            raise RunLogError(path, f"is not UTF-8 text (near byte {read - len(chunk) + error.start}); export the "
+                              "log as CSV or JSONL") from None
+        *complete, pending = pending.split("\n")
+        for line in complete:
+            line_number += 1
+            yield line + "\n"
+        if len(pending) > MAX_LINE_BYTES:
+            raise RunLogError(path, f"line {line_number + 1} is longer than {MAX_LINE_BYTES:,} characters; not a "
+                              "run log's row")
+        if not chunk:
+            if pending:
+                yield pending
+            return
+
+
+def _csv_rows(path: Path, lines: Iterator[str]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    reader = csv.reader(lines, strict=True)
+    start = 1
+    try:
+        header = next(reader, None)
+        if not header:
+            raise RunLogError(path, f"is empty; expected a header with the columns {', '.join(REQUIRED)}")
+        names = [name.strip() for name in header]
+        repeated = sorted({name for name in names if name and names.count(name) > 1})
+        if repeated:
+            raise RunLogError(path, f"the header names {', '.join(repeated)} more than once; which one is meant? "
+                              "Keep one column of each name", "line 1", repeated[0])
+        missing = [name for name in REQUIRED if name not in names]
+        if missing:
+            raise RunLogError(path, f"the header lacks the column(s) {', '.join(missing)} "
+                              f"(found: {', '.join(names)[:200]}); KL must be in nats per sequence",
+                              "line 1", missing[0])
+        while True:
+            start = reader.line_num + 1
+            cells = next(reader, None)
+            if cells is None:
+                return
+            if not cells:
+                continue  # a blank line
+            line = f"line {start}"
+            if len(cells) != len(names):
+                advice = ("leave a cell empty (',,') where a value was not logged" if len(cells) < len(names) else
+                          "quote a value that holds a comma")
+                raise RunLogError(path, f"has {len(cells)} cells but the header names {len(names)}; {advice}", line)
+            yield line, dict(zip(names, cells, strict=True))
+    except csv.Error as error:
+        what = "a quote (\") opened here is never closed" if "EOF" in str(error) or "end of data" in str(error) \
+            else f"is not valid CSV ({error})"
+        raise RunLogError(path, what, f"line {start}") from None
+
+
+def _jsonl_rows(path: Path, lines: Iterator[str]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         label = f"line {number}"
@@ -210,6 +328,8 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, Mapping[str, Any]]
         except json.JSONDecodeError as error:
             raise RunLogError(path, f"is not valid JSON ({error.msg} at column {error.colno})",
                               label) from None
+        except RecursionError:
+            raise RunLogError(path, "is nested too deeply to be a row", label) from None
         yield label, _checked_record(path, label, record, "per line")
 
 
@@ -271,6 +391,9 @@ def _trl_rows(path: Path, history: list[Any], gold_name: str,
                                   TRL_LENGTH_KEY)
             per_token = _number(path, label, key, kl, required=True)
             mean_length = _number(path, label, TRL_LENGTH_KEY, length, required=True)
+            if mean_length < 0:
+                raise RunLogError(path, f"is negative ({mean_length:.4g}); a mean completion length counts tokens",
+                                  label, TRL_LENGTH_KEY)
             kl = float(to_nats_per_sequence(per_token, unit, mean_length))
             if key not in noted:
                 notes.append(f"{key}: per-token mean × {TRL_LENGTH_KEY} → nats per sequence")
@@ -284,7 +407,7 @@ def _trl_rows(path: Path, history: list[Any], gold_name: str,
         }
 
 
-def _trl_log(path: Path, state: Mapping[str, Any], gold_key: str | None, notes: list[str]) -> RunLog:
+def _trl_log(path: Path, state: Mapping[str, Any], gold_key: str | None, notes: list[str], limits: _Limits) -> RunLog:
     history = state.get("log_history")
     if not isinstance(history, list):
         raise RunLogError(path, "has no 'log_history' list; is this a TRL/transformers "
@@ -294,46 +417,53 @@ def _trl_log(path: Path, state: Mapping[str, Any], gold_key: str | None, notes: 
             raise RunLogError(path, f"expected an object, got {type(entry).__name__}", f"log_history[{index}]")
     keys = {key for entry in history for key in entry}
     gold_name = trl_gold_key(path, keys, gold_key)
-    log = _build(path, _trl_rows(path, history, gold_name, notes), notes)
-    return RunLog(**{**log.__dict__, "gold_key": gold_name})
+    log = _build(path, _trl_rows(path, history, gold_name, notes), notes, limits)
+    return replace(log, gold_key=gold_name)
 
 
-def read_run_log(path: str | Path, *, gold_key: str | None = None) -> RunLog:
+def read_run_log(path: str | Path, *, gold_key: str | None = None, max_bytes: int | None = None,
+                 max_rows: int | None = None) -> RunLog:
     """Read a CSV, JSONL or TRL trainer_state.json run log.
 
-    In a TRL log, gold is read from `gold_key`, else from 'rewards/gold/mean' (a weight-0 reward function
-    named gold), else from the one reward function whose name says gold (see `trl_gold_key`).
+    In a TRL log, gold is read from `gold_key`, else from 'rewards/gold/mean' or 'gold' (a weight-0 reward
+    function named gold), else from the one reward function whose name says gold (see `trl_gold_key`).
     """
     source = Path(path)
+    limits = _Limits(max_bytes or MAX_BYTES, max_rows or MAX_ROWS)
+    suffix = source.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".ndjson", ".json"):
+        raise RunLogError(source, f"unknown log format '{suffix or '(no extension)'}'; use .csv, "
+                          ".jsonl or a TRL trainer_state.json")
+    notes: list[str] = []
     try:
-        text = source.read_text(encoding="utf-8")
+        with source.open("rb") as handle:
+            if suffix == ".json":
+                return _json_log(source, handle, gold_key, notes, limits)
+            rows = _csv_rows(source, _lines(source, handle, limits)) if suffix == ".csv" else \
+                _jsonl_rows(source, _lines(source, handle, limits))
+            return _build(source, rows, notes, limits)
     except FileNotFoundError:
         raise RunLogError(source, "no such file") from None
     except IsADirectoryError:
         raise RunLogError(source, "is a directory; pass the log file itself") from None
-    except UnicodeDecodeError as error:
-        raise RunLogError(source, f"is not UTF-8 text (byte {error.start}); export the log as CSV "
-                          "or JSONL") from None
+    except OSError as error:
+        raise RunLogError(source, f"cannot read it ({error.strerror or error})") from None
+
+
+def _json_log(path: Path, handle: Any, gold_key: str | None, notes: list[str], limits: _Limits) -> RunLog:
+    """A TRL trainer_state.json, or a JSON list of rows: parsed whole, so at most MAX_JSON_BYTES."""
+    most = min(limits.max_bytes, MAX_JSON_BYTES)
+    text = "".join(_lines(path, handle, _Limits(most, limits.max_rows)))
     if not text.strip():
-        raise RunLogError(source, f"is empty; expected rows with {', '.join(REQUIRED)}")
-    suffix = source.suffix.lower()
-    notes: list[str] = []
+        raise RunLogError(path, f"is empty; expected rows with {', '.join(REQUIRED)}")
     try:
-        if suffix == ".csv":
-            return _build(source, _csv_rows(source, text), notes)
-        if suffix in (".jsonl", ".ndjson"):
-            return _build(source, _jsonl_rows(source, text), notes)
-        if suffix == ".json":
-            try:
-                document = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise RunLogError(source, f"is not valid JSON ({error.msg} at line {error.lineno})") from None
-            if isinstance(document, dict):
-                return _trl_log(source, document, gold_key, notes)
-            if isinstance(document, list):
-                return _build(source, _list_rows(source, document), notes)
-            raise RunLogError(source, "expected a trainer_state.json object or a list of rows")
-    except csv.Error as error:
-        raise RunLogError(source, f"is not valid CSV ({error})") from None
-    raise RunLogError(source, f"unknown log format '{suffix or '(no extension)'}'; use .csv, "
-                      ".jsonl or a TRL trainer_state.json")
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RunLogError(path, f"is not valid JSON ({error.msg} at line {error.lineno})") from None
+    except RecursionError:
+        raise RunLogError(path, "is nested too deeply to be a run log") from None
+    if isinstance(document, dict):
+        return _trl_log(path, document, gold_key, notes, limits)
+    if isinstance(document, list):
+        return _build(path, _list_rows(path, document), notes, limits)
+    raise RunLogError(path, "expected a trainer_state.json object or a list of rows")

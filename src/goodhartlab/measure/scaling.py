@@ -20,6 +20,10 @@ from scipy.special import xlogy
 
 from goodhartlab.measure.validation import as_finite
 
+MAX_BOOTSTRAP_GROUPS = 4096
+"""More groups than this are merged at random into this many, so a log of millions of points bootstraps in
+bounded memory and time (2,000 resamples of 4,096 group sums)."""
+MAX_MAGNITUDE = 1e100
 LawForm = Literal["bon", "rl"]
 LAW_FORMS: tuple[LawForm, ...] = ("bon", "rl")
 
@@ -141,6 +145,10 @@ def fit_law(kl: ArrayLike, gold: ArrayLike, form: LawForm = "bon", *, groups: Ar
     gold_all = as_finite(gold, "gold", ndim=1)
     if kl_all.shape != gold_all.shape:
         raise ValueError(f"kl has {kl_all.size} points but gold has {gold_all.size}")
+    largest = max(float(np.abs(kl_all).max(initial=0.0)), float(np.abs(gold_all).max(initial=0.0)))
+    if largest > MAX_MAGNITUDE:
+        raise FitError(f"values up to {largest:.3g} are too large to fit (squares would overflow); a KL or reward "
+                       "of that size is a logging error, or rescale the rewards")
     if np.any(kl_all < 0):
         raise ValueError(f"kl must be >= 0 (nats per sequence); the smallest is {kl_all.min():.4g}. "
                          "A negative KL usually means a k1 estimate on a small batch: log k3 instead")
@@ -164,15 +172,20 @@ def fit_law(kl: ArrayLike, gold: ArrayLike, form: LawForm = "bon", *, groups: Ar
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     residuals = y - design @ coef
 
-    # Bootstrap over groups via per-group X'X and X'y.
+    # Bootstrap over groups via per-group X'X and X'y, in memory bounded by the number of groups.
+    rng = np.random.default_rng(seed)
     group_ids, group_index = np.unique(labels[seen], return_inverse=True)
     n_groups = group_ids.size
-    outer = design[:, :, None] * design[:, None, :]
-    xtx_g = np.zeros((n_groups, n_params, n_params))
-    xty_g = np.zeros((n_groups, n_params))
-    np.add.at(xtx_g, group_index, outer)
-    np.add.at(xty_g, group_index, design * y[:, None])
-    rng = np.random.default_rng(seed)
+    if n_groups > MAX_BOOTSTRAP_GROUPS:  # exchangeable groups: resampling random blocks of them resamples them
+        group_index = rng.permutation(n_groups)[group_index] % MAX_BOOTSTRAP_GROUPS
+        n_groups = MAX_BOOTSTRAP_GROUPS
+    xtx_g = np.empty((n_groups, n_params, n_params))
+    xty_g = np.empty((n_groups, n_params))
+    for i in range(n_params):
+        xty_g[:, i] = np.bincount(group_index, weights=design[:, i] * y, minlength=n_groups)
+        for j in range(i, n_params):
+            xtx_g[:, i, j] = xtx_g[:, j, i] = np.bincount(group_index, weights=design[:, i] * design[:, j],
+                                                          minlength=n_groups)
     counts = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=n_boot).astype(np.float64)
     xtx_b = np.einsum("bg,gij->bij", counts, xtx_g)
     xty_b = counts @ xty_g
@@ -181,6 +194,8 @@ def fit_law(kl: ArrayLike, gold: ArrayLike, form: LawForm = "bon", *, groups: Ar
     if boot.shape[0] < n_boot // 2:
         raise FitError(f"too few groups ({n_groups}) for a stable bootstrap of the {form} law")
 
+    if not np.isfinite(coef).all() or not np.isfinite(boot).all():
+        raise FitError(f"the {form} law's fit is not finite on these values; rescale them")
     alpha, beta = float(coef[0]), float(coef[1])
     r0 = float(coef[2]) if intercept else 0.0
     d_star, gain, zero = law_peak(alpha, beta, form)

@@ -69,9 +69,14 @@ def check_environment(env_id: str, env_kwargs: dict[str, Any] | None = None, *,
                       needs_reward_parameters: bool = False) -> None:
     """Fail before training when `env_id` is not registered, rejects `env_kwargs`, or lacks the reward
     parameters a current-RF learner reads. The errors name the field ('env', 'env_kwargs')."""
-    from goodhartlab.config import ConfigError
+    from goodhartlab.config import ConfigError, ImportRefused, check_import_allowed
 
     register_all()
+    if ":" in env_id:  # Gymnasium imports the module a 'module:Env-v0' id names
+        try:
+            check_import_allowed(env_id, "environment")
+        except ImportRefused as error:
+            raise ConfigError("env", str(error), names_field=True) from None
     try:
         gym.spec(env_id)
     except gym.error.Error:
