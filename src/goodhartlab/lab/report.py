@@ -114,10 +114,11 @@ def _fit_rows(runs: list[StoredRun]) -> list[list[Any]]:
             fit = run.summary.get(key)
             if not _drawable(fit):
                 continue
-            extrapolation = fit.get("extrapolation") or {}
-            rows.append([run.variant, run.seed, label, fit["form"], fit["alpha"], fit["alpha_ci"],
-                         fit["beta"], fit["beta_ci"], fit["peak_kl"], fit["peak_kl_ci"],
-                         fit["peak_gold"], extrapolation.get("observed_peak_kl"),
+            extrapolation = fit.get("extrapolation")
+            extrapolation = extrapolation if isinstance(extrapolation, dict) else {}
+            rows.append([run.variant, run.seed, label, fit["form"], fit["alpha"], fit.get("alpha_ci"),
+                         fit["beta"], fit.get("beta_ci"), fit.get("peak_kl"), fit.get("peak_kl_ci"),
+                         fit.get("peak_gold"), extrapolation.get("observed_peak_kl"),
                          extrapolation.get("peak_in_interval"), extrapolation.get("rmse")])
     return rows
 

@@ -257,21 +257,32 @@ class ResultsStore:
         self.close()
 
     @contextmanager
+    def _damage_named(self) -> Iterator[None]:
+        """A store damaged after it was opened (a table dropped, pages overwritten) is one clear error."""
+        try:
+            yield
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path} is damaged ({error}); restore it from a copy, or write new runs to "
+                             "another --out") from None
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         if self.mode != "write":
             raise StoreError(f"{self.path} is open read-only")
-        self._connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._connection
-        except BaseException:
-            self._connection.execute("ROLLBACK")
-            raise
-        self._connection.execute("COMMIT")
+        with self._damage_named():
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
 
     # -- writing --------------------------------------------------------------------------------------------
 
     def finished_ids(self) -> set[str]:
-        return {row[0] for row in self._connection.execute("SELECT run_id FROM runs")}
+        with self._damage_named():
+            return {row[0] for row in self._connection.execute("SELECT run_id FROM runs")}
 
     def save_run(self, identifier: str, study: StudyInfo, variant: str, kind: str, config: Mapping[str, Any],
                  seed: int, result: RunResult, duration_s: float) -> bool:
@@ -368,49 +379,55 @@ class ResultsStore:
     # -- reading --------------------------------------------------------------------------------------------
 
     def studies(self) -> list[StudyInfo]:
-        rows = self._connection.execute("SELECT study, title, description, meta FROM studies ORDER BY rowid")
-        return [StudyInfo(s, t, d, _json_mapping(m)) for s, t, d, m in rows]
+        with self._damage_named():
+            rows = self._connection.execute("SELECT study, title, description, meta FROM studies ORDER BY rowid")
+            return [StudyInfo(s, t, d, _json_mapping(m)) for s, t, d, m in rows]
 
     def runs(self, study: str | None = None) -> list[StoredRun]:
-        kind = "task" if self.schema == 1 else "kind"
-        query = f"SELECT run_id, study, variant, {kind}, config, seed, environment, summary, duration_s FROM runs"
-        rows = (self._connection.execute(query + " WHERE study = ? ORDER BY rowid", (study,))
-                if study is not None else self._connection.execute(query + " ORDER BY rowid"))
-        return [StoredRun(r[0], r[1], r[2], r[3], _json_mapping(r[4]), r[5], _json_mapping(r[6]),
-                          _json_mapping(r[7]), r[8]) for r in rows]
+        with self._damage_named():
+            kind = "task" if self.schema == 1 else "kind"
+            query = f"SELECT run_id, study, variant, {kind}, config, seed, environment, summary, duration_s FROM runs"
+            rows = (self._connection.execute(query + " WHERE study = ? ORDER BY rowid", (study,))
+                    if study is not None else self._connection.execute(query + " ORDER BY rowid"))
+            return [StoredRun(r[0], r[1], r[2], r[3], _json_mapping(r[4]), r[5], _json_mapping(r[6]),
+                              _json_mapping(r[7]), r[8]) for r in rows]
 
     def failures(self, study: str | None = None) -> list[StoredFailure]:
-        if self.schema < 2:
-            return []
-        query = "SELECT run_id, study, variant, seed, error, traceback FROM failures"
-        rows = (self._connection.execute(query + " WHERE study = ? ORDER BY rowid", (study,))
-                if study is not None else self._connection.execute(query + " ORDER BY rowid"))
-        return [StoredFailure(*row) for row in rows]
+        with self._damage_named():
+            if self.schema < 2:
+                return []
+            query = "SELECT run_id, study, variant, seed, error, traceback FROM failures"
+            rows = (self._connection.execute(query + " WHERE study = ? ORDER BY rowid", (study,))
+                    if study is not None else self._connection.execute(query + " ORDER BY rowid"))
+            return [StoredFailure(*row) for row in rows]
 
     def points(self, run: str) -> dict[str, CurvePoints]:
         """The run's curves; a value that was not finite reads as None (see `nonfinite`)."""
-        curves: dict[str, CurvePoints] = {}
-        for name, x, kind, proxy, gold in self._connection.execute(
-                "SELECT curve, pressure, pressure_kind, proxy, gold FROM points WHERE run_id = ? "
-                "ORDER BY curve, idx", (run,)):
-            curve = curves.setdefault(name, CurvePoints([], [], [], check_pressure_kind(kind)))
-            curve.pressure.append(x)
-            curve.proxy.append(proxy)
-            curve.gold.append(gold)
-        return curves
+        with self._damage_named():
+            curves: dict[str, CurvePoints] = {}
+            for name, x, kind, proxy, gold in self._connection.execute(
+                    "SELECT curve, pressure, pressure_kind, proxy, gold FROM points WHERE run_id = ? "
+                    "ORDER BY curve, idx", (run,)):
+                curve = curves.setdefault(name, CurvePoints([], [], [], check_pressure_kind(kind)))
+                curve.pressure.append(x)
+                curve.proxy.append(proxy)
+                curve.gold.append(gold)
+            return curves
 
     def nonfinite(self, run: str) -> list[tuple[str, float, str]]:
         """(curve, pressure, what) for every point whose proxy or gold was NaN or infinite."""
-        if self.schema < 2:
-            return []
-        return [(c, x, note) for c, x, note in self._connection.execute(
-            "SELECT curve, pressure, nonfinite FROM points WHERE run_id = ? AND nonfinite IS NOT NULL "
-            "ORDER BY curve, idx", (run,))]
+        with self._damage_named():
+            if self.schema < 2:
+                return []
+            return [(c, x, note) for c, x, note in self._connection.execute(
+                "SELECT curve, pressure, nonfinite FROM points WHERE run_id = ? AND nonfinite IS NOT NULL "
+                "ORDER BY curve, idx", (run,))]
 
     def result(self, run: str) -> RunResult:
         """A stored run as the study returned it (non-finite values as None)."""
-        (summary,) = self._connection.execute("SELECT summary FROM runs WHERE run_id = ?", (run,)).fetchone()
-        return RunResult(self.points(run), _json_mapping(summary))
+        with self._damage_named():
+            (summary,) = self._connection.execute("SELECT summary FROM runs WHERE run_id = ?", (run,)).fetchone()
+            return RunResult(self.points(run), _json_mapping(summary))
 
 
 def _alive(pid: int) -> bool:
