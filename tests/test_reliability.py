@@ -4,6 +4,7 @@ no traceback, nothing silently accepted, and the store as it was."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sqlite3
 import subprocess
@@ -153,7 +154,7 @@ def test_endless_or_binary_input_and_absurd_specs_are_refused_at_once(tmp_path: 
     bomb = tmp_path / "bomb.yaml"
     levels = "abcdefghijkl"  # 11 levels of 10 aliases each: 10^11 strings once expanded
     bomb.write_text("study: s\nkind: tabular_training\nconfig:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n"
-                    + "".join(f"  {c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip(levels, levels[1:])))
+                    + "".join(f"  {c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in itertools.pairwise(levels)))
     many = tmp_path / "many.yaml"
     many.write_text("study: s\nkind: tabular_training\nseeds: 1000000000\n")
     for args, names in ((["fit", "/dev/zero"], "unknown log format"), (["run", str(bomb)], "aliases"),
