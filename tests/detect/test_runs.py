@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from goodhartlab.detect import Access, LabelledRun, gold_onset, load_runs, save_runs, synthetic_twins
-from goodhartlab.detect.runs import ONSET_RULE, gold_noise
+from goodhartlab.detect.runs import ONSET_RULE, gold_noise, run_log_stream
 from goodhartlab.detect.synthetic import ENVIRONMENTS, SyntheticEnvironment
 from goodhartlab.measure.runlog import read_run_log
 
@@ -81,6 +81,9 @@ def test_a_run_log_becomes_a_labelled_run_with_its_onset(tmp_path):
     assert run.onset is not None and 30 < run.onset.index <= 40 and run.onset.index % 2 == 0  # a gold row
     assert run.signals == {"kl", "proxy", "gold", "length", "entropy"}
     assert np.isnan(run.gold[1]) and run.rows()[1].gold is None
+    context, rows = run_log_stream(read_run_log(path), gold_every=10)
+    assert context.signals == {"kl", "proxy", "gold", "length"} and len(rows) == 60
+    assert [row.step for row in rows if row.gold is not None] == [0, 10, 20, 30, 40, 50]
 
 
 def test_a_run_refuses_infinite_values_and_wrong_shapes():

@@ -20,7 +20,14 @@ from goodhartlab.detect.latent import LatentOutlier, MahalanobisScorer, ledoit_w
 from goodhartlab.detect.law import LawAlarm
 from goodhartlab.detect.registry import DETECTORS, make_detector
 from goodhartlab.detect.rows import Access, Row, RunContext
-from goodhartlab.detect.runs import GroundTruthOnset, LabelledRun, gold_onset, load_runs, save_runs
+from goodhartlab.detect.runs import (
+    GroundTruthOnset,
+    LabelledRun,
+    gold_onset,
+    load_runs,
+    run_log_stream,
+    save_runs,
+)
 from goodhartlab.detect.scoring import (
     DetectorScore,
     evaluate,
@@ -38,5 +45,6 @@ __all__ = [
     "MahalanobisScorer", "PageHinkley", "PageHinkleyStatistic", "ProxySaturation", "Row", "RunContext",
     "SyntheticEnvironment", "Trace", "TrustedPolicyDivergence", "calibrated_threshold", "evaluate", "fit_logistic",
     "gold_onset", "hellinger_distance", "jensen_shannon_distance", "leave_one_environment_out", "ledoit_wolf",
-    "load_runs", "make_detector", "save_runs", "score_table", "summarize", "synthetic_benchmark", "synthetic_twins",
+    "load_runs", "make_detector", "run_log_stream", "save_runs", "score_table", "summarize", "synthetic_benchmark",
+    "synthetic_twins",
 ]

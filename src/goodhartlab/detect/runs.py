@@ -343,6 +343,17 @@ class LabelledRun:
         return replace(self, onset=onset)
 
 
+def run_log_stream(log: RunLog, *, seed: int | None = None,
+                   gold_every: int | None = None) -> tuple[RunContext, tuple[Row, ...]]:
+    """A user's run log as detectors take it online, no label needed (what `monitor` feeds them): the context
+    (which signals the log has) and one Row per evaluation of one seed; `gold_every` keeps gold on every k-th row
+    only, the way a user budgets gold."""
+    run = LabelledRun.from_run_log(log, run_id=log.path, environment="user log", label="healthy", seed=seed)
+    if gold_every is not None:
+        run = run.restricted(Access.L3, gold_every=gold_every)
+    return run.context(), run.rows()
+
+
 def save_runs(path: str | Path, runs: Iterable[LabelledRun]) -> Path:
     """Write runs as JSON lines, atomically (a reader never sees half a file)."""
     lines = [json.dumps(run.to_dict(), separators=(",", ":")) for run in runs]
