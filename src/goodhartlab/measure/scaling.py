@@ -198,16 +198,17 @@ def fit_law(kl: ArrayLike, gold: ArrayLike, form: LawForm = "bon", *, groups: Ar
         raise FitError(f"the {form} law's fit is not finite on these values; rescale them")
     alpha, beta = float(coef[0]), float(coef[1])
     r0 = float(coef[2]) if intercept else 0.0
-    d_star, gain, zero = law_peak(alpha, beta, form)
-    boot_d, boot_gain, _ = law_peak(boot[:, 0], boot[:, 1], form)
-    boot_r0 = boot[:, 2] if intercept else 0.0
-    peak_kl = float(d_star**2) if np.isfinite(d_star) else None
+    with np.errstate(over="ignore"):  # a peak too far to square in floating point is no peak in reach: inf
+        d_star, gain, zero = law_peak(alpha, beta, form)
+        boot_d, boot_gain, _ = law_peak(boot[:, 0], boot[:, 1], form)
+        boot_peak_kl, boot_peak_gold = boot_d**2, boot_gain + (boot[:, 2] if intercept else 0.0)
+        peak_kl = float(d_star**2) if np.isfinite(d_star**2) else None
     fit = LawFit(
         form=form, alpha=alpha, beta=beta, intercept=r0,
         alpha_ci=_quantiles(boot[:, 0], confidence), beta_ci=_quantiles(boot[:, 1], confidence),
         peak_kl=peak_kl, peak_gold=float(gain + r0) if peak_kl is not None else None,
-        peak_kl_ci=_quantiles(boot_d**2, confidence),
-        peak_gold_ci=_quantiles(boot_gain + boot_r0, confidence),
+        peak_kl_ci=_quantiles(boot_peak_kl, confidence),
+        peak_gold_ci=_quantiles(boot_peak_gold, confidence),
         baseline_return_kl=float(zero**2) if peak_kl is not None else None,
         max_kl=max_kl, points=int(seen.sum()), groups=int(n_groups),
         residual_std=float(np.sqrt(residuals @ residuals / max(seen.sum() - n_params, 1))),

@@ -58,30 +58,38 @@ class Onset:
     frequency: float  # share of seed resamples that show an onset at all
 
 
-def _onset_index(curve: Curve, z: float) -> int | None:
-    gold, proxy, noise = curve.mean_gold(), curve.mean_proxy(), curve.gold_noise()
-    best = 0
-    for level in range(1, gold.size):
-        if np.isnan(gold[level]):
-            continue
-        margin = z * np.hypot(noise[level], noise[best])
+def _onset_index(curve: Curve, z: float, persist: int = 1, noise: float | None = None) -> int | None:
+    gold, proxy = curve.mean_gold(), curve.mean_proxy()
+    errors = curve.gold_noise() if noise is None else np.full(gold.size, noise)
+    measured = [level for level in range(gold.size) if not np.isnan(gold[level])]
+
+    def fallen(level: int, best: int) -> bool:
+        margin = z * np.hypot(errors[level], errors[best])
         proxy_rising = np.isnan(proxy[level]) or np.isnan(proxy[best]) or proxy[level] > proxy[best]
-        if gold[level] < gold[best] - margin and proxy_rising:
+        return bool(gold[level] < gold[best] - margin and proxy_rising)
+
+    best = measured[0] if measured else 0
+    for position, level in enumerate(measured[1:], start=1):
+        following = measured[position:position + persist]
+        if len(following) == persist and all(fallen(later, best) for later in following):
             return level
-        if np.isnan(gold[best]) or gold[level] > gold[best]:
+        if gold[level] > gold[best]:
             best = level
     return None
 
 
-def find_onset(curve: Curve, *, z: float = 1.645, n_boot: int = 500, confidence: float = 0.95,
-               seed: int = 0) -> Onset:
-    """`z` sets how far below its best gold must be, in standard errors, to count as falling."""
-    level = _onset_index(curve, z)
+def find_onset(curve: Curve, *, z: float = 1.645, persist: int = 1, noise: float | None = None, n_boot: int = 500,
+               confidence: float = 0.95, seed: int = 0) -> Onset:
+    """`z` sets how far below its best gold must be, in standard errors, to count as falling; with `persist` > 1
+    gold must stay that far down (and the proxy above its value at the best point) for that many measured levels
+    in a row, so one noisy evaluation is no onset. `noise` replaces the curve's own standard error per level (say,
+    one estimated from a run's early gold)."""
+    level = _onset_index(curve, z, persist, noise)
     draws: list[float] = []
     if curve.seeds >= 2:
         rng = np.random.default_rng(seed)
         for _ in range(n_boot):
-            found = _onset_index(curve.resample_seeds(rng), z)
+            found = _onset_index(curve.resample_seeds(rng), z, persist, noise)
             if found is not None:
                 draws.append(float(curve.pressure[found]))
         frequency = len(draws) / n_boot
