@@ -128,6 +128,50 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from goodhartlab.detect.monitor import Monitor, load_calibration
+    from goodhartlab.detect.runs import run_log_stream
+    from goodhartlab.measure import read_run_log
+
+    log = read_run_log(args.log, gold_key=args.gold_key, max_rows=args.max_rows, require_gold=False)
+    calibration = load_calibration(args.calibration)
+    names = None if args.detectors is None else [name.strip() for name in args.detectors.split(",") if name.strip()]
+    monitor = Monitor(names, calibration)
+    seeds = [int(seed) for seed in np.unique(log.seed)]
+    alarms: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    lines = []
+    for seed in seeds:
+        context, rows = run_log_stream(log, seed=seed, gold_every=args.gold_every)
+        monitor.start(context)
+        for row in rows:
+            for alarm in monitor.update(row):
+                alarms.append({**alarm.to_dict(), "seed": seed})
+                lines.append(("" if len(seeds) == 1 else f"seed {seed}, ") + monitor.describe(alarm))
+        skipped.update(monitor.skipped)
+    running = [detector.name for detector in monitor.detectors if detector.name not in skipped]
+    if args.json:
+        print(json.dumps({"log": str(args.log), "seeds": seeds, "gold_every": args.gold_every, "alarms": alarms,
+                          "detectors_run": running,
+                          "detectors_skipped": [{"detector": name, "reason": why} for name, why in skipped.items()],
+                          "calibration": sorted({c.benchmark for c in calibration.values()}) or None,
+                          "notes": log.notes}))
+        return 0
+    gold = "gold on every row" if args.gold_every is None else f"gold on every {args.gold_every}th row"
+    print(f"{args.log}: {len(log)} rows, {len(seeds)} seed(s), {gold}; {len(running)} detectors ran"
+          + ("" if calibration else " at their default thresholds (no benchmark calibration)"))
+    for note in log.notes:
+        print(f"  {note}")
+    print(f"  {len(alarms)} alarm(s)" + (":" if alarms else ""))
+    for line in lines:
+        print(f"    {line}")
+    for name, why in skipped.items():
+        print(f"  skipped {name}: {why}")
+    return 0
+
+
 def _ci(interval: tuple[float, float]) -> str:
     return f"[{interval[0]:.4g}, {interval[1]:.4g}]"
 
@@ -335,6 +379,19 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--max-rows", type=_count, default=None, help="refuse logs longer than this (default 20,000,000)")
     fit.add_argument("--json", action="store_true", help="print one JSON object")
     fit.set_defaults(handler=_fit)
+
+    monitor = commands.add_parser("monitor", help="run the online detectors over a run log and list their alarms")
+    monitor.add_argument("log", help="CSV, JSONL or TRL trainer_state.json (the logs `fit` reads; gold optional)")
+    monitor.add_argument("--gold-every", type=_count, default=None, metavar="K",
+                         help="keep gold on every K-th row only, the way you budget gold")
+    monitor.add_argument("--detectors", default=None, help="comma-separated names (default: all that need no "
+                         "training; `goodhartlab detect list` names them)")
+    monitor.add_argument("--gold-key", default=None, help="TRL logs: the key holding gold")
+    monitor.add_argument("--calibration", default=None, help="thresholds from a benchmark run (default: the "
+                         "package's, from `goodhartlab detect bench`)")
+    monitor.add_argument("--max-rows", type=_count, default=None, help="refuse logs longer than this")
+    monitor.add_argument("--json", action="store_true", help="print one JSON object")
+    monitor.set_defaults(handler=_monitor)
 
     report = commands.add_parser("report", help="build the HTML report from a results store")
     report.add_argument("--store", default=str(DEFAULT_OUT / "results.sqlite"))

@@ -328,6 +328,8 @@ class LabelledRun:
                 raise ValueError(f"{log.path}: ensemble_scores rows hold different numbers of members")
             ensemble = np.array([m if m is not None else [math.nan] * width for m in members])
         length = log.length[keep] if not np.isnan(log.length[keep]).all() else None
+        if log.entropy is not None and "entropy" not in columns and not np.isnan(log.entropy[keep]).all():
+            columns["entropy"] = log.entropy[keep]
         run = cls(run_id=run_id, environment=environment, label=label, source=source, twin=twin,
                   step=log.step[keep], kl=log.kl[keep], proxy=log.proxy[keep], gold=log.gold[keep], length=length,
                   ensemble_scores=ensemble, metadata={"log": log.path, "notes": list(log.notes)}, **columns)

@@ -44,7 +44,7 @@ EXACT_INTEGER = 2**53
 """Steps and seeds are stored as float64 on the way in: whole numbers up to here are exact."""
 
 REQUIRED = ("step", "kl", "proxy", "gold")
-OPTIONAL_NUMBERS = ("length", "seed")
+OPTIONAL_NUMBERS = ("length", "entropy", "seed")
 COLUMNS = (*REQUIRED, *OPTIONAL_NUMBERS, "ensemble_scores", "pressure_kind")
 
 # TRL's metric names, in one place: the log reader here and the training callback (integrations.trl) both use them.
@@ -54,6 +54,8 @@ per-token mean, which needs the batch's mean completion length to become nats pe
 TRL_PROXY_KEYS = ("reward", "objective/scores")
 """GRPO and RLOO: the weighted sum of the reward functions they optimize; PPO: the reward model's score."""
 TRL_LENGTH_KEY = "completions/mean_length"
+TRL_ENTROPY_KEY = "entropy"
+"""GRPO's mean token entropy of the completions (a training metric detectors read)."""
 TRL_GOLD_KEY = "rewards/gold/mean"
 """Where gold is, when it is a weight-0 reward function named 'gold' (TRL logs rewards/<name>/mean)."""
 TRL_TRAINING_KEYS = ("loss", *TRL_PROXY_KEYS, *(key for key, _ in TRL_KL_KEYS))
@@ -88,6 +90,7 @@ class RunLog:
     ensemble_scores: list[list[float] | None] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # unit conversions applied on ingest
     gold_key: str | None = None  # in a TRL log, the key gold was read from
+    entropy: NDArray[np.float64] | None = None  # the policy's mean entropy, where the log has it (NaN elsewhere)
 
     def __len__(self) -> int:
         return int(self.step.size)
@@ -165,12 +168,13 @@ def _ensemble(path: Path, row: str, raw: Any) -> list[float] | None:
 class _Limits:
     max_bytes: int = MAX_BYTES
     max_rows: int = MAX_ROWS
+    require_gold: bool = True
 
 
 def _build(path: Path, rows: Iterator[tuple[str, Mapping[str, Any]]], notes: list[str],
            limits: _Limits) -> RunLog:
     """Gather rows into typed arrays, checking each value where it is read (file, row, field)."""
-    columns = {name: array("d") for name in (*REQUIRED, "length")}
+    columns = {name: array("d") for name in (*REQUIRED, "length", "entropy")}
     seeds = array("q")
     ensembles: list[list[float] | None] = []
     labels: list[str] = []
@@ -189,6 +193,7 @@ def _build(path: Path, rows: Iterator[tuple[str, Mapping[str, Any]]], notes: lis
         if length < 0:
             raise RunLogError(path, f"is negative ({length:.4g}); a mean length counts tokens", label, "length")
         columns["length"].append(length)
+        columns["entropy"].append(_number(path, label, "entropy", record.get("entropy"), required=False))
         seeds.append(_whole(path, label, "seed", _number(path, label, "seed", record.get("seed"), required=False)))
         _whole(path, label, "step", columns["step"][-1])
         ensembles.append(_ensemble(path, label, record.get("ensemble_scores")))
@@ -207,7 +212,7 @@ def _build(path: Path, rows: Iterator[tuple[str, Mapping[str, Any]]], notes: lis
                           field="pressure_kind")
     arrays = {name: np.frombuffer(column, dtype=np.float64) for name, column in columns.items()}
     seed = np.frombuffer(seeds, dtype=np.int64)
-    if np.isnan(arrays["gold"]).all():
+    if limits.require_gold and np.isnan(arrays["gold"]).all():
         raise RunLogError(path, "no row has a gold score, so nothing can be fitted; log the gold "
                           "reward at least at some evaluation steps", field="gold")
     keep = _last_of_each_step(seed, arrays["step"])
@@ -218,6 +223,7 @@ def _build(path: Path, rows: Iterator[tuple[str, Mapping[str, Any]]], notes: lis
         seed, ensembles = seed[keep], [ensembles[i] for i in keep]
     return RunLog(path=str(path), step=arrays["step"], kl=arrays["kl"], proxy=arrays["proxy"], gold=arrays["gold"],
                   length=arrays["length"], seed=seed,
+                  entropy=None if np.isnan(arrays["entropy"]).all() else arrays["entropy"],
                   pressure_kind=check_pressure_kind(kinds.pop()) if kinds else "kl", ensemble_scores=ensembles,
                   notes=notes)
 
@@ -373,7 +379,7 @@ def trl_gold_key(path: str | Path, keys: set[str], gold_key: str | None) -> str:
                       "--gold-key naming the key that holds gold", field="gold")
 
 
-def _trl_rows(path: Path, history: list[Any], gold_name: str,
+def _trl_rows(path: Path, history: list[Any], gold_name: str | None,
               notes: list[str]) -> Iterator[tuple[str, Mapping[str, Any]]]:
     noted: set[str] = set()
     for index, entry in enumerate(history):
@@ -402,8 +408,9 @@ def _trl_rows(path: Path, history: list[Any], gold_name: str,
         yield label, {
             "step": entry.get("step"), "kl": kl,
             "proxy": entry.get(proxy_name) if proxy_name else None,
-            "gold": entry.get(gold_name),
+            "gold": entry.get(gold_name) if gold_name else None,
             "length": entry.get(TRL_LENGTH_KEY),
+            "entropy": entry.get(TRL_ENTROPY_KEY),
         }
 
 
@@ -416,20 +423,26 @@ def _trl_log(path: Path, state: Mapping[str, Any], gold_key: str | None, notes: 
         if not isinstance(entry, dict):
             raise RunLogError(path, f"expected an object, got {type(entry).__name__}", f"log_history[{index}]")
     keys = {key for entry in history for key in entry}
-    gold_name = trl_gold_key(path, keys, gold_key)
+    try:
+        gold_name: str | None = trl_gold_key(path, keys, gold_key)
+    except RunLogError:
+        if limits.require_gold or gold_key is not None:
+            raise
+        gold_name = None
     log = _build(path, _trl_rows(path, history, gold_name, notes), notes, limits)
     return replace(log, gold_key=gold_name)
 
 
 def read_run_log(path: str | Path, *, gold_key: str | None = None, max_bytes: int | None = None,
-                 max_rows: int | None = None) -> RunLog:
+                 max_rows: int | None = None, require_gold: bool = True) -> RunLog:
     """Read a CSV, JSONL or TRL trainer_state.json run log.
 
     In a TRL log, gold is read from `gold_key`, else from 'rewards/gold/mean' or 'gold' (a weight-0 reward
     function named gold), else from the one reward function whose name says gold (see `trl_gold_key`).
+    `require_gold=False` reads a log without gold too (what a monitor watches); fitting needs gold.
     """
     source = Path(path)
-    limits = _Limits(max_bytes or MAX_BYTES, max_rows or MAX_ROWS)
+    limits = _Limits(max_bytes or MAX_BYTES, max_rows or MAX_ROWS, require_gold)
     suffix = source.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson", ".json"):
         raise RunLogError(source, f"unknown log format '{suffix or '(no extension)'}'; use .csv, "
@@ -453,7 +466,7 @@ def read_run_log(path: str | Path, *, gold_key: str | None = None, max_bytes: in
 def _json_log(path: Path, handle: Any, gold_key: str | None, notes: list[str], limits: _Limits) -> RunLog:
     """A TRL trainer_state.json, or a JSON list of rows: parsed whole, so at most MAX_JSON_BYTES."""
     most = min(limits.max_bytes, MAX_JSON_BYTES)
-    text = "".join(_lines(path, handle, _Limits(most, limits.max_rows)))
+    text = "".join(_lines(path, handle, _Limits(most, limits.max_rows, limits.require_gold)))
     if not text.strip():
         raise RunLogError(path, f"is empty; expected rows with {', '.join(REQUIRED)}")
     try:
