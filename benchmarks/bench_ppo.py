@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from stable_baselines3 import PPO
 
-from goodhartlab.rl.agents.ppo import PPOConfig, evaluate, make_vector_env, torch_threads, train_ppo
+from goodhartlab.rl.agents.ppo import PPOConfig, torch_threads, train_ppo
 from goodhartlab.rl.agents.sb3 import TrueReturnRecorder, make_sb3_vec_env, sb3_ppo_kwargs
+from goodhartlab.rl.rollout import evaluate, make_vector_env
 
 
 @dataclass

@@ -116,7 +116,8 @@ class CapabilitySweepConfig:
 
 
 def capability_sweep(config: dict[str, Any], seed: int) -> RunResult:
-    from goodhartlab.rl.agents.ppo import PPOConfig, evaluate, train_ppo
+    from goodhartlab.rl.agents.ppo import PPOConfig, train_ppo
+    from goodhartlab.rl.rollout import evaluate
 
     cfg = parse_config(CapabilitySweepConfig, config)
     base = parse_config(PPOConfig, {**cfg.agent, "seed": seed, "eval_episodes": cfg.eval_episodes})
