@@ -95,7 +95,7 @@ def main() -> None:
                      depth=args.depth, stats_window=args.window, threads=1)
     print(f"{args.env}: {args.steps:,} steps x seeds {args.seeds}; {base}")
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
-    warm_up = PPOConfig(**{**base.__dict__, "total_steps": base.batch_size})
+    warm_up = PPOConfig(**{**base.__dict__, "total_steps": base.rollout_size})
     run_ours(args.env, warm_up), run_sb3(args.env, warm_up)  # first calls into torch pay one-off setup costs
     ours: dict[int, Run] = {}
     sb3: dict[int, Run] = {}

@@ -66,7 +66,7 @@ class PPOConfig:
     """Environment steps (summed over copies); training stops at the first whole rollout past it."""
     num_envs: int = 8
     n_steps: int = 128
-    """Steps per copy per rollout: a batch is num_envs * n_steps transitions."""
+    """Steps per copy per rollout: a rollout is num_envs * n_steps transitions (`rollout_size`)."""
     lr: float = 3e-4
     anneal_lr: bool = False
     """Decay the learning rate linearly to zero over the run."""
@@ -116,7 +116,8 @@ class PPOConfig:
             raise ValueError(f"depth must be >= 0, got {self.depth}")
 
     @property
-    def batch_size(self) -> int:
+    def rollout_size(self) -> int:
+        """Transitions collected per rollout, summed over copies: what each update trains on."""
         return self.num_envs * self.n_steps
 
 
@@ -437,7 +438,7 @@ def _train(envs: RecordDualReturns, config: PPOConfig, env_kwargs: dict[str, Any
             evals.append(replace(result, step=eval_points.pop(0), trained_steps=trained))
 
     checkpoint(0)
-    iterations = math.ceil(config.total_steps / config.batch_size)
+    iterations = math.ceil(config.total_steps / config.rollout_size)
     history: list[IterationStats] = []
     global_step = 0
     stopped_early = False
