@@ -166,9 +166,10 @@ class RecordDualReturns(VectorWrapper):
     On a step where episodes end, `info[FINISHED_EPISODES]` is a `FinishedEpisodes`; there is no
     such key on other steps. The true reward is read from `info["true_reward"]` in either vector
     env's form (NaN where an environment gives none). `flags` names boolean entries of the info to
-    report per episode as "held on any step". `transition` tells which copies' last step was a
-    transition of an episode (False only for a NEXT_STEP autoreset step, which a learner must not
-    train on). The environment's own outputs pass through unchanged.
+    report per episode as "held on any step" (a step that reports none counts as False).
+    `transition` tells which copies' last step was a transition of an episode (False only for a
+    NEXT_STEP autoreset step, which a learner must not train on). The environment's own outputs
+    pass through unchanged.
     """
 
     def __init__(self, env: VectorEnv, flags: Sequence[str] = ()) -> None:
