@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from stable_baselines3 import PPO
 
-from goodhartlab.rl.agents.ppo import PPOConfig, evaluate, make_vector_env, torch_threads, train_ppo
+from goodhartlab.rl.agents.ppo import PPOConfig, torch_threads, train_ppo
 from goodhartlab.rl.agents.sb3 import TrueReturnRecorder, make_sb3_vec_env, sb3_ppo_kwargs
+from goodhartlab.rl.rollout import evaluate, make_vector_env
 
 
 @dataclass
@@ -94,7 +95,7 @@ def main() -> None:
                      depth=args.depth, stats_window=args.window, threads=1)
     print(f"{args.env}: {args.steps:,} steps x seeds {args.seeds}; {base}")
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
-    warm_up = PPOConfig(**{**base.__dict__, "total_steps": base.batch_size})
+    warm_up = PPOConfig(**{**base.__dict__, "total_steps": base.rollout_size})
     run_ours(args.env, warm_up), run_sb3(args.env, warm_up)  # first calls into torch pay one-off setup costs
     ours: dict[int, Run] = {}
     sb3: dict[int, Run] = {}

@@ -7,7 +7,8 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from goodhartlab.rl import BatchedCore, SingleEnv, StepBatch, make_batched
-from goodhartlab.rl.agents.ppo import ActorCritic, PPOConfig, evaluate, torch_threads, train_ppo
+from goodhartlab.rl.agents.ppo import ActorCritic, PPOConfig, torch_threads, train_ppo
+from goodhartlab.rl.rollout import evaluate
 
 TRAFFIC = "goodhartlab/TrafficMerge-v0"
 TOY = "goodhartlab-test/CountDown-v0"

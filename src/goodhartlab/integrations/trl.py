@@ -43,9 +43,12 @@ from typing import Any
 import numpy as np
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from goodhartlab.detect.monitor import Monitor
+from goodhartlab.detect.rows import RunContext
 from goodhartlab.files import write_atomically
 from goodhartlab.measure.kl import KL_UNITS, KLUnit, to_nats_per_sequence
 from goodhartlab.measure.runlog import (
+    TRL_ENTROPY_KEY,
     TRL_KL_KEYS,
     TRL_LENGTH_KEY,
     TRL_PROXY_KEYS,
@@ -58,6 +61,7 @@ from goodhartlab.rewards.scorer import Scorer, checked_scores
 RUN_LOG = "runlog.jsonl"
 SUMMARY = "summary.json"
 SAMPLES = "samples.jsonl"
+ALARMS = "alarms.jsonl"
 TRAINER_CONFIG = "config.json"
 KEEP_SAMPLES = 2  # completions kept per batch gold scores, unless a run asks otherwise
 
@@ -75,6 +79,7 @@ class LogKeys:
     kl: str | None = None
     kl_unit: KLUnit | None = None
     length: str = TRL_LENGTH_KEY
+    entropy: str = TRL_ENTROPY_KEY
 
     def __post_init__(self) -> None:
         if self.kl is not None and self.kl_unit is None:
@@ -234,11 +239,16 @@ class OveroptimizationCallback(TrainerCallback):
     keys: where each metric is in the trainer's logs (`LogKeys`; TRL's names by default).
     seed: stored with each row; default the trainer's seed. fit: fit the law at the end.
     curve: the name of the run's curve when the lab adds the folder to a store.
+    monitor: detectors watching the run (a `goodhartlab.detect.monitor.Monitor`, detector names, or True for the
+        default set with the benchmark's thresholds). Each alarm goes to `<output_dir>/alarms.jsonl` with the gold
+        samples nearest it, and to `self.alarms`.
+    stop_on_alarm: stop training at the first alarm (TRL's `should_training_stop`).
     """
 
     def __init__(self, output_dir: str | os.PathLike[str], *, gold: Scorer | ScorerReward | None = None,
                  gold_every: int = 10, keep_samples: int | None = None, keys: LogKeys | None = None,
-                 seed: int | None = None, fit: bool = True, curve: str = "rl") -> None:
+                 seed: int | None = None, fit: bool = True, curve: str = "rl",
+                 monitor: Monitor | Sequence[str] | bool | None = None, stop_on_alarm: bool = False) -> None:
         self.keys = keys or LogKeys()
         self.gold_reward: ScorerReward | None
         if isinstance(gold, ScorerReward):
@@ -258,6 +268,12 @@ class OveroptimizationCallback(TrainerCallback):
         self.gold_key = self.keys.gold or reward_function_key(self.gold_reward.__name__ if self.gold_reward else "gold")
         self.output_dir = Path(output_dir)
         self.seed, self.fit, self.curve = seed, fit, curve
+        if stop_on_alarm and not monitor:
+            raise ValueError("stop_on_alarm needs a monitor: pass monitor=True (the default detectors) or names")
+        self.monitor: Monitor | None = (monitor if isinstance(monitor, Monitor) else Monitor() if monitor is True
+                                        else Monitor(list(monitor)) if monitor else None)
+        self.stop_on_alarm = stop_on_alarm
+        self.alarms: list[dict[str, Any]] = []
         self.rows: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []  # completions gold scored, with their gold
         self.summary: dict[str, Any] = {}
@@ -303,6 +319,10 @@ class OveroptimizationCallback(TrainerCallback):
         self._file = self.run_log.open("a", encoding="utf-8")
         if self.gold_reward is not None:
             self._samples_file = self.samples_log.open("a", encoding="utf-8")
+        if self.monitor is not None:
+            self.monitor.start(RunContext(environment=self._trainer_config))  # a live stream: signals unknown
+            self.alarms = []
+            self.alarm_log.write_text("", encoding="utf-8")
         config = json.loads(args.to_json_string()) if hasattr(args, "to_json_string") else {}
         text = json.dumps({"trainer": self._trainer_config, "seed": self.seed, "curve": self.curve,
                            "args": config}, indent=1, sort_keys=True)
@@ -319,6 +339,8 @@ class OveroptimizationCallback(TrainerCallback):
             self._file.write(json.dumps(row) + "\n")
             self._file.flush()
         self._write_new_samples()
+        if self.monitor is not None and self._watch(row) and self.stop_on_alarm:
+            control.should_training_stop = True
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
@@ -333,6 +355,23 @@ class OveroptimizationCallback(TrainerCallback):
             raise MissingMetricError(f"'{self.gold_key}' was in none of the trainer's {len(self.rows)} training logs, "
                                      f"so the run log has no gold (it is kept in {self.output_dir}); pass "
                                      "keys=LogKeys(gold=...) naming the metric as the trainer logs it")
+
+    @property
+    def alarm_log(self) -> Path:
+        return self.output_dir / ALARMS
+
+    def _watch(self, row: Mapping[str, Any]) -> bool:
+        """Feed the row to the monitor; write each alarm with the gold samples nearest its step. True if any."""
+        assert self.monitor is not None
+        signals = {name: row.get(name) for name in ("kl", "proxy", "gold", "length", "entropy")}
+        raised = self.monitor.update({"step": row["step"], **signals})
+        for alarm in raised:
+            nearest = sorted(self.samples, key=lambda sample: abs(sample["step"] - alarm.step))[:KEEP_SAMPLES]
+            record = {**alarm.to_dict(), "message": self.monitor.describe(alarm), "samples": nearest}
+            self.alarms.append(record)
+            with self.alarm_log.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        return bool(raised)
 
     def _write_new_samples(self) -> None:
         if self.gold_reward is None or self._samples_file is None:
@@ -435,7 +474,8 @@ class OveroptimizationCallback(TrainerCallback):
                                      "callback.gold_reward to reward_funcs (with weight 0.0 in reward_weights)")
         self._gold_seen = self._gold_seen or self.gold_key in logs
         row = {"step": int(step), "kl": kl, "proxy": proxy, "gold": _finite(logs, self.gold_key, step),
-               "length": length, "seed": int(self.seed or 0), "pressure_kind": "kl", "kl_logged": logged}
+               "length": length, "entropy": _finite(logs, self.keys.entropy, step), "seed": int(self.seed or 0),
+               "pressure_kind": "kl", "kl_logged": logged}
         self.rows.append(row)
         return row
 
@@ -463,6 +503,9 @@ class OveroptimizationCallback(TrainerCallback):
             summary.update(final_gold=gold_rows[-1]["gold"], peak_gold=best["gold"], peak_gold_step=best["step"],
                            peak_gold_kl=best["kl"])
         summary["log"] = self.columns()
+        if self.monitor is not None:
+            summary["alarms"] = self.alarms
+            summary["detectors_skipped"] = self.monitor.skipped
         if self.samples:
             summary["samples"] = self.samples
         if self.fit:

@@ -127,7 +127,8 @@ class CapabilitySweepConfig:
 
 
 def capability_sweep(cfg: CapabilitySweepConfig, seed: int) -> RunResult:
-    from goodhartlab.rl.agents.ppo import evaluate, train_ppo
+    from goodhartlab.rl.agents.ppo import train_ppo
+    from goodhartlab.rl.rollout import evaluate
 
     base = replace(cfg.agent, seed=seed)
     evaluations = []

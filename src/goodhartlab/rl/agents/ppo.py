@@ -1,7 +1,8 @@
 """Proximal Policy Optimization (Schulman et al. 2017) in one file, fast on CPU for small networks.
 
-Read it top to bottom like CleanRL's ppo.py: the configuration, the network, evaluation, then
-`train_ppo` — collect a rollout, compute GAE advantages, run clipped-objective epochs, repeat.
+Read it top to bottom like CleanRL's ppo.py: the configuration, the network, then `train_ppo` —
+collect a rollout, compute GAE advantages, run clipped-objective epochs, repeat. Building vector
+environments, counting each episode's proxy and true return, and evaluation live in `rl.rollout`.
 
 Why our own PPO when Stable-Baselines3 exists (see `agents/sb3.py`): capability sweeps train
 hundreds of agents, so the wall clock is the budget. Our environments step B copies in one NumPy
@@ -37,10 +38,17 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector import AutoresetMode, VectorEnv
 from torch import nn
 
-from goodhartlab.rl.batched import make_batched
+from goodhartlab.rl.rollout import (
+    FINISHED_EPISODES,
+    EvalResult,
+    FinishedEpisodes,
+    RecordDualReturns,
+    as_vector_env,
+    evaluate,
+)
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU,
                                            "silu": nn.SiLU}
@@ -58,7 +66,7 @@ class PPOConfig:
     """Environment steps (summed over copies); training stops at the first whole rollout past it."""
     num_envs: int = 8
     n_steps: int = 128
-    """Steps per copy per rollout: a batch is num_envs * n_steps transitions."""
+    """Steps per copy per rollout: a rollout is num_envs * n_steps transitions (`rollout_size`)."""
     lr: float = 3e-4
     anneal_lr: bool = False
     """Decay the learning rate linearly to zero over the run."""
@@ -108,7 +116,8 @@ class PPOConfig:
             raise ValueError(f"depth must be >= 0, got {self.depth}")
 
     @property
-    def batch_size(self) -> int:
+    def rollout_size(self) -> int:
+        """Transitions collected per rollout, summed over copies: what each update trains on."""
         return self.num_envs * self.n_steps
 
 
@@ -263,107 +272,11 @@ class ActorCritic(nn.Module):
             action, _ = self.sample(head, generator)
         return self.to_env(action)
 
-
-# ------------------------------------------------------------------------------------------ environments
-
-
-def _has_core(env_id: str) -> bool:
-    entry = gym.spec(env_id).entry_point
-    env_class = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
-    return getattr(env_class, "core_class", None) is not None
-
-
-def make_vector_env(env_id: str, num_envs: int, **env_kwargs: Any) -> VectorEnv:
-    """`num_envs` copies of a registered environment: batched when it has a `BatchedCore` (one NumPy
-    call per step), otherwise Gymnasium's SyncVectorEnv with same-step autoreset."""
-    if _has_core(env_id):
-        return make_batched(env_id, num_envs, **env_kwargs)
-    return SyncVectorEnv([lambda: gym.make(env_id, **env_kwargs) for _ in range(num_envs)],
-                         autoreset_mode=AutoresetMode.SAME_STEP)
-
-
-def _true_rewards(info: Mapping[str, Any], num_envs: int) -> np.ndarray:
-    """The step's true rewards from a vector env's info; NaN where an environment gave none.
-
-    BatchedVectorEnv puts an array in info["true_reward"]; SyncVectorEnv masks it with
-    info["_true_reward"] and, for copies that just reset (same-step autoreset), moves the finished
-    step's info to info["final_info"].
-    """
-    if "_true_reward" not in info and "final_info" not in info and "true_reward" in info:
-        return np.asarray(info["true_reward"], dtype=np.float64)  # BatchedVectorEnv: the fast path
-    true = np.full(num_envs, np.nan)
-    for source in (info, info.get("final_info")):
-        if isinstance(source, Mapping) and "true_reward" in source:
-            mask = source.get("_true_reward")
-            values = np.asarray(source["true_reward"], dtype=np.float64)
-            if mask is None:
-                true[:] = values
-            else:
-                true[mask] = values[mask]
-    return true
-
-
-def _autoreset_mode(envs: VectorEnv) -> AutoresetMode:
-    mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
-    mode = mode if isinstance(mode, AutoresetMode) else AutoresetMode(mode)
-    if mode == AutoresetMode.DISABLED:
-        raise ValueError("vector envs with autoreset disabled are not supported; use SAME_STEP or NEXT_STEP")
-    return mode
-
-
-# ------------------------------------------------------------------------------------------- evaluation
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """Mean proxy and true return over `episodes` evaluation episodes, with standard errors."""
-
-    proxy_mean: float
-    proxy_se: float
-    true_mean: float
-    true_se: float
-    episodes: int
-    step: int | None = None
-    """The checkpoint (a value of `PPOConfig.eval_at`) this evaluates; None for a standalone evaluation."""
-    trained_steps: int | None = None
-    """Environment steps actually trained: the first whole rollout at or past `step` (less than one
-    batch, num_envs * n_steps, beyond it)."""
-
-
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    se = float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
-    return float(np.mean(values)), se
-
-
-def evaluate(policy: ActorCritic | Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int = 32,
-             seed: int = 0, deterministic: bool = True, **env_kwargs: Any) -> EvalResult:
-    """Run `episodes` episodes, one per parallel copy, and average their proxy and true returns.
-
-    Counting each copy's first episode only keeps the mean unbiased (letting copies run on would
-    over-count short episodes). `policy` is an `ActorCritic` or any function from a batch of
-    observations to a batch of actions (an SB3 model: `lambda obs: model.predict(obs)[0]`).
-    The true return is NaN for environments without `info["true_reward"]`.
-    """
-    envs = make_vector_env(env_id, episodes, **env_kwargs)
-    generator = torch.Generator().manual_seed(seed)
-    if isinstance(policy, ActorCritic):
-        net = policy
-
-        def actions_for(obs: np.ndarray) -> np.ndarray:
-            return net.act(obs, deterministic, generator)
-    else:
-        actions_for = policy  # type: ignore[assignment]
-    proxy = np.zeros(episodes)
-    true = np.zeros(episodes)
-    running = np.ones(episodes, dtype=bool)
-    obs, _ = envs.reset(seed=seed)
-    while running.any():
-        obs, reward, terminated, truncated, info = envs.step(actions_for(obs))
-        proxy[running] += np.asarray(reward, dtype=np.float64)[running]
-        true[running] += _true_rewards(info, episodes)[running]
-        running &= ~(np.asarray(terminated) | np.asarray(truncated))
-    envs.close()
-    return EvalResult(*_mean_se(proxy), *_mean_se(true), episodes=episodes)
+    def as_function(self, deterministic: bool, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+        """`act` drawing from its own generator seeded by `seed`, so an evaluation replays the same draws
+        (what `rollout.evaluate` runs)."""
+        generator = torch.Generator().manual_seed(seed)
+        return lambda obs: self.act(obs, deterministic, generator)
 
 
 # -------------------------------------------------------------------------------------------- training
@@ -380,6 +293,17 @@ class EpisodeLog:
 
     def __len__(self) -> int:
         return int(self.step.size)
+
+    @classmethod
+    def of(cls, finished: Sequence[tuple[int, FinishedEpisodes]]) -> EpisodeLog:
+        """The log of (step, episodes that ended on it) pairs, in order."""
+        def joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+        return cls(joined([np.full(len(ended), step) for step, ended in finished], np.int64),
+                   joined([ended.proxy_return for _, ended in finished], np.float64),
+                   joined([ended.true_return for _, ended in finished], np.float64),
+                   joined([ended.length for _, ended in finished], np.int64))
 
 
 @dataclass(frozen=True)
@@ -414,18 +338,6 @@ class PPOResult:
     stopped_early: bool = False
 
 
-def _as_vector_env(env_or_id: str | gym.Env[Any, Any] | VectorEnv, num_envs: int,
-                   env_kwargs: Mapping[str, Any]) -> VectorEnv:
-    if isinstance(env_or_id, str):
-        return make_vector_env(env_or_id, num_envs, **env_kwargs)
-    if isinstance(env_or_id, VectorEnv):
-        return env_or_id
-    if isinstance(env_or_id, gym.Env):
-        env = env_or_id
-        return SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.SAME_STEP)
-    raise TypeError(f"expected an env id, a gymnasium Env or VectorEnv, got {type(env_or_id).__name__}")
-
-
 def _eval_env_id(env_or_id: Any, eval_env: str | None) -> str | None:
     if eval_env is not None:
         return eval_env
@@ -450,7 +362,7 @@ def train_ppo(env_or_id: str | gym.Env[Any, Any] | VectorEnv, config: PPOConfig 
     """
     config = config or PPOConfig()
     env_kwargs = dict(env_kwargs or {})
-    envs = _as_vector_env(env_or_id, config.num_envs, env_kwargs)
+    envs = as_vector_env(env_or_id, config.num_envs, **env_kwargs)
     if envs.num_envs != config.num_envs:
         warnings.warn(f"the environment has {envs.num_envs} copies; config.num_envs={config.num_envs} is "
                       "replaced by it", stacklevel=2)
@@ -460,7 +372,7 @@ def train_ppo(env_or_id: str | gym.Env[Any, Any] | VectorEnv, config: PPOConfig 
         raise ValueError("config.eval_at needs an environment id to evaluate on: pass eval_env=")
     try:
         with torch_threads(config.threads):
-            return _train(envs, config, env_kwargs, eval_id, callback, progress)
+            return _train(RecordDualReturns(envs), config, env_kwargs, eval_id, callback, progress)
     finally:
         if not isinstance(env_or_id, (VectorEnv, gym.Env)):
             envs.close()
@@ -482,11 +394,11 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def _train(envs: VectorEnv, config: PPOConfig, env_kwargs: dict[str, Any], eval_id: str | None,
+def _train(envs: RecordDualReturns, config: PPOConfig, env_kwargs: dict[str, Any], eval_id: str | None,
            callback: Callable[[IterationStats], bool | None] | None, progress: bool) -> PPOResult:
     start_time = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)  # action sampling and minibatch order
-    same_step = _autoreset_mode(envs) == AutoresetMode.SAME_STEP
+    same_step = envs.autoreset_mode == AutoresetMode.SAME_STEP
     with torch.random.fork_rng(devices=[]):  # seed the initialisation without touching the caller's RNG
         torch.manual_seed(config.seed)
         policy = ActorCritic(envs.single_observation_space, envs.single_action_space, width=config.width,
@@ -508,14 +420,8 @@ def _train(envs: VectorEnv, config: PPOConfig, env_kwargs: dict[str, Any], eval_
     done_buf = np.zeros((T, B), dtype=np.float32)  # 1 where the episode ended (terminated or truncated)
     valid_buf = np.ones((T, B), dtype=bool)  # NEXT_STEP autoreset: the reset step is no transition
     adv_buf = np.zeros((T, B), dtype=np.float32)
-
-    # Per-copy episode accounting, in NumPy because that is what the environment returns.
-    ep_proxy, ep_true, ep_len = np.zeros(B), np.zeros(B), np.zeros(B, dtype=np.int64)
-    log_step: list[np.ndarray] = []
-    log_proxy: list[np.ndarray] = []
-    log_true: list[np.ndarray] = []
-    log_len: list[np.ndarray] = []
-    prev_done = np.zeros(B, dtype=bool)
+    finished: list[tuple[int, FinishedEpisodes]] = []  # (step, the training episodes that ended on it)
+    episodes = 0
 
     evals: list[EvalResult] = []
     eval_points = sorted(set(config.eval_at))
@@ -523,7 +429,7 @@ def _train(envs: VectorEnv, config: PPOConfig, env_kwargs: dict[str, Any], eval_
 
     def checkpoint(trained: int) -> None:
         while eval_points and eval_points[0] <= trained:
-            if evals and evals[-1].trained_steps == trained:  # two checkpoints within one batch: same policy
+            if evals and evals[-1].trained_steps == trained:  # two checkpoints within one rollout: same policy
                 result = evals[-1]
             else:
                 assert eval_id is not None
@@ -532,7 +438,7 @@ def _train(envs: VectorEnv, config: PPOConfig, env_kwargs: dict[str, Any], eval_
             evals.append(replace(result, step=eval_points.pop(0), trained_steps=trained))
 
     checkpoint(0)
-    iterations = math.ceil(config.total_steps / config.batch_size)
+    iterations = math.ceil(config.total_steps / config.rollout_size)
     history: list[IterationStats] = []
     global_step = 0
     stopped_early = False
@@ -552,29 +458,15 @@ def _train(envs: VectorEnv, config: PPOConfig, env_kwargs: dict[str, Any], eval_
                 action, logp = policy.sample(head, generator)
             act_buf[t], logp_buf[t], val_buf[t] = action.numpy(), logp.numpy(), value.numpy()
             obs, reward, terminated, truncated, info = envs.step(policy.to_env(action))
-            reward = np.asarray(reward, dtype=np.float64)
             terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
-            done = terminated | truncated
-            true = _true_rewards(info, B)
-            if same_step:
-                ep_len += 1
-            else:
-                valid = ~prev_done
-                true = np.where(valid, true, 0.0)
-                ep_len += valid
-                valid_buf[t] = valid
-                prev_done = done
-            ep_proxy += reward
-            ep_true += true
             global_step += B
-            if done.any():
-                ended = np.flatnonzero(done)
-                log_step.append(np.full(ended.size, global_step))
-                log_proxy.append(ep_proxy[ended].copy())
-                log_true.append(ep_true[ended].copy())
-                log_len.append(ep_len[ended].copy())
-                ep_proxy[ended], ep_true[ended], ep_len[ended] = 0.0, 0.0, 0
-            rew_buf[t], term_buf[t], done_buf[t] = reward, terminated, done
+            if FINISHED_EPISODES in info:  # counted by RecordDualReturns
+                ended = info[FINISHED_EPISODES]
+                finished.append((global_step, ended))
+                episodes += len(ended)
+            if not same_step:
+                valid_buf[t] = envs.transition
+            rew_buf[t], term_buf[t], done_buf[t] = reward, terminated, terminated | truncated
             if same_step and (truncated & ~terminated).any():
                 # Same-step autoreset: `obs` already starts the next episode, so bootstrap a
                 # time-limit cut from the finished episode's last observation, as SB3 does.
@@ -596,7 +488,7 @@ def _train(envs: VectorEnv, config: PPOConfig, env_kwargs: dict[str, Any], eval_
             adv_buf[t] = running
             following = val_buf[t]
 
-        # ---- update: `epochs` passes over the batch in shuffled minibatches
+        # ---- update: `epochs` passes over the rollout in shuffled minibatches
         policy.train()
         b_obs = torch.from_numpy(obs_buf.reshape(T * B, -1))
         b_act = torch.from_numpy(act_buf.reshape(T * B, *act_buf.shape[2:]))
@@ -644,11 +536,10 @@ def _train(envs: VectorEnv, config: PPOConfig, env_kwargs: dict[str, Any], eval_
         valid_ret, valid_val = b_ret[usable], b_val[usable]
         variance = valid_ret.var().item() if valid_ret.numel() > 1 else float("nan")
         explained = 1 - (valid_ret - valid_val).var().item() / variance if variance > 0 else float("nan")
-        recent_proxy, recent_true = _recent(log_proxy, config.stats_window), _recent(log_true, config.stats_window)
+        recent_proxy, recent_true = _recent(finished, config.stats_window)
         checkpoint(global_step)
-        stats = IterationStats(iteration, global_step, time.perf_counter() - start_time,
-                               sum(len(a) for a in log_step), recent_proxy, recent_true, mean_pg, mean_vf,
-                               mean_entropy, mean_kl, mean_clipped, explained, lr)
+        stats = IterationStats(iteration, global_step, time.perf_counter() - start_time, episodes, recent_proxy,
+                               recent_true, mean_pg, mean_vf, mean_entropy, mean_kl, mean_clipped, explained, lr)
         history.append(stats)
         if progress and (stats.wall_seconds - last_print >= 1.0 or iteration == iterations):
             last_print = stats.wall_seconds
@@ -659,23 +550,23 @@ def _train(envs: VectorEnv, config: PPOConfig, env_kwargs: dict[str, Any], eval_
             stopped_early = iteration < iterations
             break
 
-    def joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
-
-    episodes = EpisodeLog(joined(log_step, np.int64), joined(log_proxy, np.float64),
-                          joined(log_true, np.float64), joined(log_len, np.int64))
     policy.eval()
-    return PPOResult(policy, config, global_step, time.perf_counter() - start_time, episodes, evals, history,
-                     stopped_early)
+    return PPOResult(policy, config, global_step, time.perf_counter() - start_time, EpisodeLog.of(finished), evals,
+                     history, stopped_early)
 
 
-def _recent(parts: Sequence[np.ndarray], window: int) -> float:
-    """Mean of the last `window` values across a list of arrays (NaN when there are none)."""
-    taken: list[np.ndarray] = []
+def _recent(finished: Sequence[tuple[int, FinishedEpisodes]], window: int) -> tuple[float, float]:
+    """Mean proxy and true return of the last `window` finished episodes (NaN when there are none)."""
+    proxy: list[np.ndarray] = []
+    true: list[np.ndarray] = []
     count = 0
-    for part in reversed(parts):
-        taken.append(part[max(0, part.size - (window - count)):])
-        count += taken[-1].size
+    for _, ended in reversed(finished):
+        first = max(0, len(ended) - (window - count))
+        proxy.append(ended.proxy_return[first:])
+        true.append(ended.true_return[first:])
+        count += proxy[-1].size
         if count >= window:
             break
-    return float(np.mean(np.concatenate(taken))) if count else float("nan")
+    if not count:
+        return float("nan"), float("nan")
+    return float(np.mean(np.concatenate(proxy))), float(np.mean(np.concatenate(true)))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from goodhartlab.rl.agents.ppo import ACTIVATIONS, PPOConfig
+from goodhartlab.rl.rollout import EpisodeReturns
 
 if TYPE_CHECKING:
     from stable_baselines3.common.callbacks import BaseCallback
@@ -66,10 +67,11 @@ class TrueReturnRecorder:
 
     Pass `recorder.callback()` to `model.learn`. The proxy return is Monitor's (the raw environment
     reward, before any VecNormalize); the true return sums `info["true_reward"]` (NaN if the
-    environment gives none). `history` gets one row per rollout, taken after its update: (steps,
-    seconds since training started, mean proxy and true return of the last `window` episodes).
-    With `stop_at_proxy`, training stops after the first rollout whose recent mean proxy return
-    reaches it.
+    environment gives none). Both are counted by `rollout.EpisodeReturns`, as in our own loops (an
+    SB3 VecEnv resets a finished copy on the same step). `history` gets one row per rollout, taken
+    after its update: (steps, seconds since training started, mean proxy and true return of the
+    last `window` episodes). With `stop_at_proxy`, training stops after the first rollout whose
+    recent mean proxy return reaches it.
     """
 
     def __init__(self, *, window: int = 100, stop_at_proxy: float | None = None) -> None:
@@ -82,7 +84,7 @@ class TrueReturnRecorder:
         self.history: list[tuple[int, float, float, float]] = []
         self._start = time.perf_counter()
         self._pending: tuple[int, float, float] | None = None
-        self._proxy, self._true, self._length = np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
+        self._episodes = EpisodeReturns(0)
 
     def recent(self) -> tuple[float, float]:
         """Mean proxy and true return of the last `window` episodes (NaN before any)."""
@@ -94,20 +96,21 @@ class TrueReturnRecorder:
         return self.stop_at_proxy is not None and bool(self.history) and self.history[-1][2] >= self.stop_at_proxy
 
     def start(self, num_envs: int) -> None:
-        self._proxy, self._true, self._length = np.zeros(num_envs), np.zeros(num_envs), np.zeros(num_envs, np.int64)
+        self._episodes = EpisodeReturns(num_envs)
         self._start = time.perf_counter()
 
     def step(self, steps: int, rewards: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]) -> None:
-        self._proxy += rewards
-        self._true += [info.get("true_reward", np.nan) for info in infos]
-        self._length += 1
-        for i in np.flatnonzero(dones):
+        true = np.array([info.get("true_reward", np.nan) for info in infos], dtype=np.float64)
+        ended = self._episodes.step(rewards, true, np.asarray(dones, dtype=bool))
+        if ended is None:
+            return
+        for i, proxy, true_return, length in zip(ended.index, ended.proxy_return, ended.true_return, ended.length,
+                                                 strict=True):
             episode = infos[i].get("episode")
             self.steps.append(steps)
-            self.proxy_returns.append(float(episode["r"]) if episode else float(self._proxy[i]))
-            self.true_returns.append(float(self._true[i]))
-            self.lengths.append(int(self._length[i]))
-            self._proxy[i], self._true[i], self._length[i] = 0.0, 0.0, 0
+            self.proxy_returns.append(float(episode["r"]) if episode else float(proxy))
+            self.true_returns.append(float(true_return))
+            self.lengths.append(int(length))
 
     def rollout_end(self, steps: int) -> None:
         self._pending = (steps, *self.recent())

@@ -8,16 +8,30 @@ is shared in shape but not in values across agents.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 
+from goodhartlab.config import above, at_least, between, one_of
 from goodhartlab.rl.batched import BatchedVectorEnv, make_batched
+from goodhartlab.rl.rollout import FINISHED_EPISODES, FinishedEpisodes, RecordDualReturns
 
 LearnFrom = Literal["proxy", "true", "current_rf"]
+
+
+def _check_learning(config: QLearningConfig | ApprovalConfig) -> None:
+    """The settings every tabular learner shares: a positive number of episodes, a step size and an exploration
+    schedule that are probabilities."""
+    at_least(config, "episodes", 1)
+    above(config, "alpha", 0)
+    between(config, "alpha", 0, 1)
+    for name in ("epsilon_start", "epsilon_end"):
+        between(config, name, 0, 1)
+    above(config, "epsilon_decay_fraction", 0)
+    between(config, "epsilon_decay_fraction", 0, 1)
 
 
 def linear_epsilon(start: float, end: float, decay_fraction: float, episodes: int, episode: np.ndarray) -> np.ndarray:
@@ -43,6 +57,10 @@ class QLearningConfig:
     environment's `initial_reward_parameters`, restored at every reset, so: as it stood when the
     episode began; Everitt et al.'s current-RF optimization), so changing the function earns nothing."""
 
+    def __post_init__(self) -> None:
+        _check_learning(self)
+        between(self, "gamma", 0, 1)
+
     def epsilon(self, episode: np.ndarray) -> np.ndarray:
         return linear_epsilon(self.epsilon_start, self.epsilon_end, self.epsilon_decay_fraction, self.episodes,
                               episode)
@@ -67,6 +85,37 @@ class TabularResult:
         for name, values in self.flags.items():
             out[name] = values[:, -episodes:].mean(axis=1)
         return out
+
+
+class EpisodeTable:
+    """Per agent and episode, the first `episodes` of each agent: proxy and true returns and flags,
+    filled in as episodes end. `done` counts every finished episode, those past the table too."""
+
+    def __init__(self, num_agents: int, episodes: int) -> None:
+        self.episodes = episodes
+        self.done = np.zeros(num_agents, dtype=np.int64)
+        self.proxy_returns = np.zeros((num_agents, episodes))
+        self.true_returns = np.zeros((num_agents, episodes))
+        self.flags: dict[str, np.ndarray] = {}
+
+    def full(self) -> bool:
+        return bool((self.done >= self.episodes).all())
+
+    def add(self, ended: FinishedEpisodes, flags: Mapping[str, np.ndarray]) -> int:
+        """Enter the episodes that ended on a step (`flags`: a value per ended episode); how many fit."""
+        fits = self.done[ended.index] < self.episodes
+        agents = ended.index[fits]
+        episode = self.done[agents]
+        self.proxy_returns[agents, episode] = ended.proxy_return[fits]
+        self.true_returns[agents, episode] = ended.true_return[fits]
+        for name, values in flags.items():
+            self.flags.setdefault(name, np.zeros(self.proxy_returns.shape, dtype=bool))[agents, episode] = values[fits]
+        self.done[ended.index] += 1
+        return int(agents.size)
+
+    def result(self, env_id: str, config: Any, seed: int, states_seen: int) -> TabularResult:
+        return TabularResult(env_id, asdict(config), seed, self.proxy_returns, self.true_returns, self.flags,
+                             states_seen)
 
 
 class StateIndex:
@@ -114,8 +163,9 @@ def train_q_learning(env_id: str, config: QLearningConfig | None = None, *, seed
     """
     config = config or QLearningConfig()
     env = _env(env_id, num_agents, env_kwargs)
+    envs = RecordDualReturns(env)
     rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
+    obs, _ = envs.reset(seed=seed)
     n_actions = int(env.single_action_space.n)  # type: ignore[attr-defined]
     table = StateIndex(num_agents, n_actions)
     initial: dict[str, float] = {}
@@ -126,20 +176,15 @@ def train_q_learning(env_id: str, config: QLearningConfig | None = None, *, seed
         if reward_under is None or not initial:
             raise ValueError(f"{env_id} exposes no reward parameters, so current-RF learning is undefined; "
                              "pass reward_under= and give the environment `initial_reward_parameters`")
-    episodes_done = np.zeros(num_agents, dtype=np.int64)
-    proxy_returns = np.zeros((num_agents, config.episodes))
-    true_returns = np.zeros((num_agents, config.episodes))
-    flags: dict[str, np.ndarray] = {}
-    running_proxy = np.zeros(num_agents)
-    running_true = np.zeros(num_agents)
+    episodes = EpisodeTable(num_agents, config.episodes)
     rows = np.arange(num_agents)
     state = table(obs)
-    while (episodes_done < config.episodes).any():
-        epsilon = config.epsilon(episodes_done)
+    while not episodes.full():
+        epsilon = config.epsilon(episodes.done)
         greedy = _argmax_random_ties(table.q[rows, state], rng)
         explore = rng.random(num_agents) < epsilon
         actions = np.where(explore, rng.integers(0, n_actions, num_agents), greedy)
-        obs, proxy, terminated, truncated, info = env.step(actions)
+        obs, proxy, terminated, truncated, info = envs.step(actions)
         true = info["true_reward"]
         if config.learn_from == "proxy":
             learn = proxy
@@ -158,26 +203,17 @@ def train_q_learning(env_id: str, config: QLearningConfig | None = None, *, seed
         bootstrap = np.where(terminated, 0.0, q[rows, next_state].max(axis=1))
         target = learn + config.gamma * bootstrap
         q[rows, state, actions] += config.alpha * (target - q[rows, state, actions])
-        running_proxy += proxy
-        running_true += true
         if done.any():
-            for name in _flag_names(info):
-                flags.setdefault(name, np.zeros((num_agents, config.episodes), dtype=bool))
-            finished = np.flatnonzero(done & (episodes_done < config.episodes))
-            for i in finished:
-                e = episodes_done[i]
-                proxy_returns[i, e], true_returns[i, e] = running_proxy[i], running_true[i]
-                for name in flags:
-                    flags[name][i, e] = info[name][i]
-            if progress is not None and len(finished):
-                progress(int(episodes_done.min()))
-            episodes_done += done
-            running_proxy[done] = 0.0
-            running_true[done] = 0.0
+            ended: FinishedEpisodes = info[FINISHED_EPISODES]
+            slowest = int(episodes.done.min())
+            # Each flag's value on the step that ended the episode: read off this step's info, nothing to accumulate.
+            entered = episodes.add(ended, {name: info[name][ended.index] for name in _flag_names(info)})
+            if entered and progress is not None:
+                progress(slowest)
             state = table(obs)
         else:
             state = next_state
-    return TabularResult(env_id, asdict(config), seed, proxy_returns, true_returns, flags, len(table.index))
+    return episodes.result(env_id, config, seed, len(table.index))
 
 
 def _argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -203,10 +239,9 @@ class ApprovalConfig:
     """Policy-gradient softmax temperature over the tabular logits."""
 
     def __post_init__(self) -> None:
-        if self.method not in ("q", "pg"):
-            raise ValueError(f"method must be 'q' (Q-learning) or 'pg' (policy gradient), got {self.method!r}")
-        if self.episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        one_of(self, "method", ("q", "pg"))
+        _check_learning(self)
+        above(self, "temperature", 0)
 
     def epsilon(self, episode: np.ndarray) -> np.ndarray:
         return linear_epsilon(self.epsilon_start, self.epsilon_end, self.epsilon_decay_fraction, self.episodes,
@@ -229,14 +264,11 @@ def train_approval(env_id: str = "goodhartlab/RegisterTampering-v0", config: App
         raise ValueError(f"{env_id}: approval learners need a (executed, queried) MultiDiscrete action")
     n_actions = int(space.nvec[0])
     rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
+    envs = RecordDualReturns(env, flags=("tampering",))  # tampered: on the register at any step of the episode
+    obs, _ = envs.reset(seed=seed)
     table = StateIndex(num_agents, n_actions)
     rows = np.arange(num_agents)
-    episodes_done = np.zeros(num_agents, dtype=np.int64)
-    proxy_returns = np.zeros((num_agents, config.episodes))
-    true_returns = np.zeros((num_agents, config.episodes))
-    tampered = np.zeros((num_agents, config.episodes), dtype=bool)
-    running = np.zeros((3, num_agents))
+    episodes = EpisodeTable(num_agents, config.episodes)
     state = table(obs)
 
     def sample(values: np.ndarray, epsilon: np.ndarray) -> np.ndarray:
@@ -246,12 +278,12 @@ def train_approval(env_id: str = "goodhartlab/RegisterTampering-v0", config: App
         probs = _softmax(values / config.temperature)
         return (rng.random((num_agents, 1)) > np.cumsum(probs, axis=1)).sum(axis=1).clip(0, n_actions - 1)
 
-    while (episodes_done < config.episodes).any():
-        epsilon = config.epsilon(episodes_done)
+    while not episodes.full():
+        epsilon = config.epsilon(episodes.done)
         values = table.q[rows, state]
         executed = sample(values, epsilon)
         queried = sample(values, epsilon) if config.decoupled else executed
-        obs, proxy, terminated, truncated, info = env.step(np.stack([executed, queried], axis=1))
+        obs, proxy, _, _, info = envs.step(np.stack([executed, queried], axis=1))
         if config.method == "q":
             table.q[rows, state, queried] += config.alpha * (proxy - table.q[rows, state, queried])
         else:
@@ -259,16 +291,11 @@ def train_approval(env_id: str = "goodhartlab/RegisterTampering-v0", config: App
             grad = -probs
             grad[rows, queried] += 1.0
             table.q[rows, state] += config.alpha * proxy[:, None] * grad
-        running += np.stack([proxy, info["true_reward"], info["tampering"]])
-        done = terminated | truncated
-        for i in np.flatnonzero(done & (episodes_done < config.episodes)):
-            e = episodes_done[i]
-            proxy_returns[i, e], true_returns[i, e], tampered[i, e] = running[0, i], running[1, i], running[2, i] > 0
-        episodes_done += done
-        running[:, done] = 0.0
+        if FINISHED_EPISODES in info:
+            ended: FinishedEpisodes = info[FINISHED_EPISODES]
+            episodes.add(ended, {"tampered": ended.flags["tampering"]})
         state = table(obs)
-    return TabularResult(env_id, asdict(config), seed, proxy_returns, true_returns, {"tampered": tampered},
-                         len(table.index))
+    return episodes.result(env_id, config, seed, len(table.index))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
