@@ -9,7 +9,8 @@ is the cost of the measurement. Two figures:
     machine this carries the run-to-run noise, printed beside it;
   - accounted: the time spent inside the added code (the callback's on_log and train-end work,
     and every call of the gold reward function, due or not), over the baseline's median run time.
-Usage: python benchmarks/bench_trl_callback.py [--steps 60] [--gold-every 10] [--repeats 4] [--gold minilm]
+With --monitor the callback also runs the online detectors (goodhartlab.detect.monitor) at every logged step.
+Usage: python benchmarks/bench_trl_callback.py [--steps 60] [--gold-every 10] [--repeats 4] [--gold minilm] [--monitor]
        python benchmarks/bench_trl_callback.py --policy smollm2-135m-instruct --steps 6 --repeats 2
 """
 
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--gold-every", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for the tiny policy)")
+    parser.add_argument("--monitor", action="store_true", help="the callback also runs the online detectors")
     parser.add_argument("--gold", choices=("task", "minilm"), default="task",
                         help="task: the task's own gold; minilm: the sentiment gold (a MiniLM encoder and a "
                         "logistic head, from the asset cache) as a realistic gold cost next to the tiny policy")
@@ -93,7 +95,7 @@ def main() -> None:
     def run(instrumented: bool, index: int) -> tuple[float, float, float, TimedCallback]:
         out = scratch / f"run-{index}"
         gold_reward = TimedReward(gold, every=args.gold_every, name="gold")
-        callback = TimedCallback(out / "log", gold=gold_reward)
+        callback = TimedCallback(out / "log", gold=gold_reward, monitor=args.monitor)
         reward_funcs: list[Any] = [ScorerReward(proxy, name="proxy")]
         config: dict[str, Any] = dict(
             output_dir=str(out), beta=0.05, num_generations=4, per_device_train_batch_size=8,
@@ -127,7 +129,8 @@ def main() -> None:
     callback = measured[-1][3]
     same = all(p[2] == m[2] for p, m in zip(plain, measured, strict=True))
     spread = [100 * (r[0] - base_s) / base_s for r in plain]
-    print(f"GRPO with OveroptimizationCallback, policy {args.policy}, {args.steps} steps of 8 completions, "
+    print(f"GRPO with OveroptimizationCallback{' and its detectors' if args.monitor else ''}, policy {args.policy}, "
+          f"{args.steps} steps of 8 completions, "
           f"gold ({gold.name}) every {args.gold_every} steps, {args.threads} thread(s), {args.repeats} runs a side")
     print(f"  baseline (proxy only, no callback): {1000 * base_s / args.steps:8.2f} ms/step (median)")
     print(f"  with callback and weight-0 gold:    {1000 * with_s / args.steps:8.2f} ms/step (median)")

@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a character-level GPT-2 and the exclamation task")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--out", default="runs/trl-grpo")
+    parser.add_argument("--stop-on-alarm", action="store_true", help="stop training at the detectors' first alarm")
     args = parser.parse_args()
 
     if args.tiny:
@@ -45,8 +46,9 @@ def main() -> None:
         # a folder, so GRPO (beta > 0) can rebuild the reference model from it
         model, lr, steps, length = str(load_policy()[0].config.name_or_path), 2e-5, 60, 24
 
-    # --- goodhartlab: the callback, with the task's gold scorer ---------------------------------------
-    callback = OveroptimizationCallback(args.out, gold=task.gold(), gold_every=10)
+    # --- goodhartlab: the callback, with the task's gold scorer and the online detectors ------------------
+    callback = OveroptimizationCallback(args.out, gold=task.gold(), gold_every=10, monitor=True,
+                                        stop_on_alarm=args.stop_on_alarm)
 
     trainer = GRPOTrainer(
         model=model,
@@ -69,6 +71,8 @@ def main() -> None:
     print(f"gold peaked at step {summary.get('peak_gold_step')} (KL {summary.get('peak_gold_kl', 0):.3g} nats); "
           f"final KL {summary.get('final_kl', 0):.3g}, proxy {summary.get('final_proxy', 0):.3g}, "
           f"gold {summary.get('final_gold', 0):.3g}")
+    for alarm in callback.alarms:
+        print(f"alarm: {alarm['message']}")
     fit = summary.get("fit")
     if fit:
         print(f"RL-form law: alpha {fit['alpha']:.3g}, beta {fit['beta']:.3g}, fitted gold peak at KL "

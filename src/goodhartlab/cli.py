@@ -135,10 +135,10 @@ def _monitor(args: argparse.Namespace) -> int:
     from goodhartlab.detect.runs import run_log_stream
     from goodhartlab.measure import read_run_log
 
-    log = read_run_log(args.log, gold_key=args.gold_key, max_rows=args.max_rows, require_gold=False)
     calibration = load_calibration(args.calibration)
     names = None if args.detectors is None else [name.strip() for name in args.detectors.split(",") if name.strip()]
-    monitor = Monitor(names, calibration)
+    monitor = Monitor(names, calibration)  # a wrong name fails before the log is read
+    log = read_run_log(args.log, gold_key=args.gold_key, max_rows=args.max_rows, require_gold=False)
     seeds = [int(seed) for seed in np.unique(log.seed)]
     alarms: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
@@ -169,6 +169,51 @@ def _monitor(args: argparse.Namespace) -> int:
         print(f"    {line}")
     for name, why in skipped.items():
         print(f"  skipped {name}: {why}")
+    return 0
+
+
+def _detect_bench(args: argparse.Namespace) -> int:
+    from goodhartlab.detect.scoring import score_table
+    from goodhartlab.lab.detection import best_detectors, run_bench
+
+    done = run_bench(args.tier, args.out, workers=args.workers, progress=not args.quiet,
+                     calibration_out=args.calibration_out)
+    _say_done(done.studies.sweep)
+    goal = best_detectors(done.scores)
+    if args.json:
+        print(json.dumps({"tier": args.tier, "seconds": round(done.seconds, 1), "scores": str(done.scores_path),
+                          "environments": {env: len(runs) for env, runs in done.loaded.runs.items()},
+                          "left_out": done.loaded.left_out, "goal": goal,
+                          "rows": [score.to_dict() for score in done.scores]}))
+        return 0
+    print(score_table(done.scores))
+    left = ", ".join(f"{env}: {count}" for env, count in done.loaded.left_out.items())
+    if left:
+        print(f"loophole runs whose gold never fell at this budget, left out: {left}")
+    print(f"goal (held-out AUROC >= 0.85, median lead >= 0, <= 1 false alarm per 1,000 healthy evaluations) met "
+          f"without gold by: {', '.join(goal['goal_without_gold_met_by']) or 'no detector'}; best without gold: "
+          f"{goal['best_without_gold']}")
+    print(f"scores: {done.scores_path}; {done.seconds:.0f} s")
+    return 0
+
+
+def _detect_list(args: argparse.Namespace) -> int:
+    from goodhartlab.detect.monitor import load_calibration
+    from goodhartlab.detect.registry import DETECTORS
+
+    calibration = load_calibration()
+    rows: list[dict[str, Any]] = []
+    for name, factory in DETECTORS.items():
+        detector = factory()
+        known = calibration.get(name)
+        rows.append({"detector": name, "access": str(detector.access), "family": detector.family,
+                     "needs": list(detector.needs), "benchmark": None if known is None else known.__dict__})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for row in rows:
+        record = "" if row["benchmark"] is None else f"  AUROC {row['benchmark']['auroc']}"
+        print(f"{row['detector']:26s} {row['access']}  {row['family']:28s} needs {', '.join(row['needs'])}{record}")
     return 0
 
 
@@ -392,6 +437,23 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--max-rows", type=_count, default=None, help="refuse logs longer than this")
     monitor.add_argument("--json", action="store_true", help="print one JSON object")
     monitor.set_defaults(handler=_monitor)
+
+    detect = commands.add_parser("detect", help="the detection benchmark and its detectors")
+    detect_verbs = detect.add_subparsers(dest="detect_command", required=True)
+    bench = detect_verbs.add_parser("bench", help="build (or resume) the benchmark's runs and score every detector")
+    bench.add_argument("--tier", choices=("quick", "full"), default="quick",
+                       help="quick: gridworlds, Pan analogues, tiny GRPO (about 20 minutes on 2 cores); full: and "
+                       "SmolLM2 GRPO")
+    bench.add_argument("--out", default=str(DEFAULT_OUT / "detect"), help="folder for the store, report and scores")
+    bench.add_argument("--workers", type=_count, default=2)
+    bench.add_argument("--calibration-out", default=None, metavar="FILE",
+                       help="also write the thresholds a monitor uses (goodhartlab/detect/calibration.json ships them)")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(handler=_detect_bench)
+    listing = detect_verbs.add_parser("list", help="every detector: access level, family, signals, benchmark record")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    listing.set_defaults(handler=_detect_list)
 
     report = commands.add_parser("report", help="build the HTML report from a results store")
     report.add_argument("--store", default=str(DEFAULT_OUT / "results.sqlite"))

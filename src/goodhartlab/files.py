@@ -11,8 +11,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+CACHE_ENV = "GOODHARTLAB_CACHE"
 STALE_STAGING_SECONDS = 600
 """A staging copy lives for seconds; one this old belongs to a process that died, and is removed."""
+
+
+def cache_dir() -> Path:
+    """Where goodhartlab keeps what it fetches or computes once (assets, pools, trusted policies):
+    $GOODHARTLAB_CACHE, else ~/.cache/goodhartlab. A cluster can share one by pointing every node at it."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "goodhartlab")
 
 
 def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], object], *,

@@ -24,9 +24,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from goodhartlab.files import write_atomically
+from goodhartlab.files import CACHE_ENV, cache_dir, write_atomically
 
-CACHE_ENV = "GOODHARTLAB_CACHE"
 SIMPLE_INDEX_ENV = "GOODHARTLAB_SIMPLE_INDEX"
 DEFAULT_SIMPLE_INDEX = "https://pypi.org/simple"
 
@@ -64,11 +63,6 @@ ASSETS: dict[str, Asset] = {asset.name: asset for asset in (
 
 class AssetMissing(FileNotFoundError):
     """An asset is not in the cache and could not be fetched; the message says how to get it."""
-
-
-def cache_dir() -> Path:
-    """Where assets live: $GOODHARTLAB_CACHE, else ~/.cache/goodhartlab."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "goodhartlab")
 
 
 def _asset(name: str) -> Asset:

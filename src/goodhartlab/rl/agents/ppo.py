@@ -350,6 +350,7 @@ def _eval_env_id(env_or_id: Any, eval_env: str | None) -> str | None:
 def train_ppo(env_or_id: str | gym.Env[Any, Any] | VectorEnv, config: PPOConfig | None = None, *,
               env_kwargs: Mapping[str, Any] | None = None, eval_env: str | None = None,
               callback: Callable[[IterationStats], bool | None] | None = None,
+              on_checkpoint: Callable[[EvalResult, ActorCritic], None] | None = None,
               progress: bool = False) -> PPOResult:
     """Train a PPO agent and record proxy and true returns of every training episode.
 
@@ -358,7 +359,8 @@ def train_ppo(env_or_id: str | gym.Env[Any, Any] | VectorEnv, config: PPOConfig 
     overrides `config.num_envs`), or a single Env (one copy). `env_kwargs` go to the constructor of
     both training and evaluation environments. Checkpoint evaluations (`config.eval_at`) run on
     `eval_env` (default: the training id). `callback` sees each iteration's stats; returning False
-    stops training.
+    stops training. `on_checkpoint` sees each checkpoint's evaluation with the policy evaluated (to measure
+    more of it there: its distance from the initial policy, its action distributions).
     """
     config = config or PPOConfig()
     env_kwargs = dict(env_kwargs or {})
@@ -372,7 +374,7 @@ def train_ppo(env_or_id: str | gym.Env[Any, Any] | VectorEnv, config: PPOConfig 
         raise ValueError("config.eval_at needs an environment id to evaluate on: pass eval_env=")
     try:
         with torch_threads(config.threads):
-            return _train(RecordDualReturns(envs), config, env_kwargs, eval_id, callback, progress)
+            return _train(RecordDualReturns(envs), config, env_kwargs, eval_id, callback, on_checkpoint, progress)
     finally:
         if not isinstance(env_or_id, (VectorEnv, gym.Env)):
             envs.close()
@@ -395,7 +397,8 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def _train(envs: RecordDualReturns, config: PPOConfig, env_kwargs: dict[str, Any], eval_id: str | None,
-           callback: Callable[[IterationStats], bool | None] | None, progress: bool) -> PPOResult:
+           callback: Callable[[IterationStats], bool | None] | None,
+           on_checkpoint: Callable[[EvalResult, ActorCritic], None] | None, progress: bool) -> PPOResult:
     start_time = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)  # action sampling and minibatch order
     same_step = envs.autoreset_mode == AutoresetMode.SAME_STEP
@@ -436,6 +439,8 @@ def _train(envs: RecordDualReturns, config: PPOConfig, env_kwargs: dict[str, Any
                 result = evaluate(policy, eval_id, config.eval_episodes, eval_seed, config.eval_deterministic,
                                   **env_kwargs)
             evals.append(replace(result, step=eval_points.pop(0), trained_steps=trained))
+            if on_checkpoint is not None:
+                on_checkpoint(evals[-1], policy)
 
     checkpoint(0)
     iterations = math.ceil(config.total_steps / config.rollout_size)

@@ -12,10 +12,13 @@ stable_baselines3 is imported inside the functions: it is in the optional `rl` e
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from goodhartlab.detect.monitor import Monitor
+from goodhartlab.detect.rows import RunContext
 from goodhartlab.rl.agents.ppo import ACTIVATIONS, PPOConfig
 from goodhartlab.rl.rollout import EpisodeReturns
 
@@ -72,11 +75,27 @@ class TrueReturnRecorder:
     after its update: (steps, seconds since training started, mean proxy and true return of the
     last `window` episodes). With `stop_at_proxy`, training stops after the first rollout whose
     recent mean proxy return reaches it.
+
+    With `monitor` (a `goodhartlab.detect.monitor.Monitor`, detector names, or True for the default set with the
+    benchmark's thresholds), each rollout's row (steps, the recent proxy return, the policy's entropy, and the
+    recent true return on every `gold_every`-th rollout) goes to the detectors; each alarm is kept in `alarms` with
+    the episodes that ended around it, and `stop_on_alarm` ends training at the first.
     """
 
-    def __init__(self, *, window: int = 100, stop_at_proxy: float | None = None) -> None:
+    def __init__(self, *, window: int = 100, stop_at_proxy: float | None = None,
+                 monitor: Monitor | Sequence[str] | bool | None = None, gold_every: int | None = 1,
+                 stop_on_alarm: bool = False) -> None:
+        if stop_on_alarm and not monitor:
+            raise ValueError("stop_on_alarm needs a monitor: pass monitor=True (the default detectors) or names")
+        if gold_every is not None and gold_every < 1:
+            raise ValueError(f"gold_every must be a whole number >= 1 (or None: no gold), got {gold_every}")
         self.window = window
         self.stop_at_proxy = stop_at_proxy
+        self.monitor: Monitor | None = (monitor if isinstance(monitor, Monitor) else Monitor() if monitor is True
+                                        else Monitor(list(monitor)) if monitor else None)
+        self.gold_every, self.stop_on_alarm = gold_every, stop_on_alarm
+        self.alarms: list[dict[str, Any]] = []
+        self._alarmed = False
         self.steps: list[int] = []
         self.proxy_returns: list[float] = []
         self.true_returns: list[float] = []
@@ -93,11 +112,16 @@ class TrueReturnRecorder:
         return float(np.mean(self.proxy_returns[-self.window:])), float(np.mean(self.true_returns[-self.window:]))
 
     def reached(self) -> bool:
+        if self.stop_on_alarm and self._alarmed:
+            return True
         return self.stop_at_proxy is not None and bool(self.history) and self.history[-1][2] >= self.stop_at_proxy
 
     def start(self, num_envs: int) -> None:
         self._episodes = EpisodeReturns(num_envs)
         self._start = time.perf_counter()
+        self.alarms, self._alarmed = [], False
+        if self.monitor is not None:
+            self.monitor.start(RunContext(environment="stable-baselines3"))
 
     def step(self, steps: int, rewards: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]) -> None:
         true = np.array([info.get("true_reward", np.nan) for info in infos], dtype=np.float64)
@@ -112,8 +136,23 @@ class TrueReturnRecorder:
             self.true_returns.append(float(true_return))
             self.lengths.append(int(length))
 
-    def rollout_end(self, steps: int) -> None:
+    def rollout_end(self, steps: int, entropy: float | None = None) -> None:
         self._pending = (steps, *self.recent())
+        if self.monitor is not None and self.proxy_returns:
+            self._watch(steps, entropy)
+
+    def _watch(self, steps: int, entropy: float | None) -> None:
+        assert self.monitor is not None
+        proxy, true = self.recent()
+        rollouts = len(self.history) + 1
+        gold_due = self.gold_every is not None and (rollouts == 1 or rollouts % self.gold_every == 0)
+        row = {"step": float(steps), "proxy": proxy, "gold": true if gold_due and np.isfinite(true) else None,
+               "entropy": entropy}
+        for alarm in self.monitor.update(row):
+            self._alarmed = True
+            around = [{"step": s, "proxy_return": p, "true_return": t} for s, p, t in
+                      zip(self.steps[-4:], self.proxy_returns[-4:], self.true_returns[-4:], strict=True)]
+            self.alarms.append({**alarm.to_dict(), "message": self.monitor.describe(alarm), "episodes": around})
 
     def update_end(self) -> None:
         if self._pending is not None:
@@ -140,7 +179,9 @@ class TrueReturnRecorder:
                 return not recorder.reached()
 
             def _on_rollout_end(self) -> None:
-                recorder.rollout_end(self.num_timesteps)
+                logged = getattr(self.model, "logger", None)
+                entropy_loss = getattr(logged, "name_to_value", {}).get("train/entropy_loss") if logged else None
+                recorder.rollout_end(self.num_timesteps, None if entropy_loss is None else -float(entropy_loss))
 
             def _on_rollout_start(self) -> None:  # the previous rollout's update has just finished
                 recorder.update_end()
@@ -151,7 +192,10 @@ class TrueReturnRecorder:
         return _Callback()
 
 
-def true_return_callback(*, window: int = 100, stop_at_proxy: float | None = None) -> BaseCallback:
+def true_return_callback(*, window: int = 100, stop_at_proxy: float | None = None,
+                         monitor: Monitor | Sequence[str] | bool | None = None, gold_every: int | None = 1,
+                         stop_on_alarm: bool = False) -> BaseCallback:
     """A `TrueReturnRecorder`'s callback, for when one object is handier: the recorder's fields
-    (`proxy_returns`, `true_returns`, `history`, `recent()`, ...) can be read off it directly."""
-    return TrueReturnRecorder(window=window, stop_at_proxy=stop_at_proxy).callback()
+    (`proxy_returns`, `true_returns`, `history`, `recent()`, `alarms`, ...) can be read off it directly."""
+    return TrueReturnRecorder(window=window, stop_at_proxy=stop_at_proxy, monitor=monitor, gold_every=gold_every,
+                              stop_on_alarm=stop_on_alarm).callback()

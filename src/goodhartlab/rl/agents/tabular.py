@@ -155,11 +155,12 @@ def _flag_names(info: dict[str, Any]) -> list[str]:
 def train_q_learning(env_id: str, config: QLearningConfig | None = None, *, seed: int = 0, num_agents: int = 3,
                      env_kwargs: dict[str, Any] | None = None,
                      reward_under: Callable[[dict[str, float], dict[str, Any]], float] | None = None,
-                     progress: Callable[[int], None] | None = None) -> TabularResult:
+                     progress: Callable[[int, TabularPolicy], None] | None = None) -> TabularResult:
     """Train `num_agents` independent epsilon-greedy Q-learners for `config.episodes` episodes each.
 
     Boolean step flags the environment reports (say `tampering`) become per-episode flags: true if
-    the flag held on the episode's last step (the state the episode ended in).
+    the flag held on the episode's last step (the state the episode ended in). `progress` is told, as
+    episodes finish, how many every agent has finished, with the policies as they stand then.
     """
     config = config or QLearningConfig()
     env = _env(env_id, num_agents, env_kwargs)
@@ -209,11 +210,34 @@ def train_q_learning(env_id: str, config: QLearningConfig | None = None, *, seed
             # Each flag's value on the step that ended the episode: read off this step's info, nothing to accumulate.
             entered = episodes.add(ended, {name: info[name][ended.index] for name in _flag_names(info)})
             if entered and progress is not None:
-                progress(slowest)
+                progress(slowest, TabularPolicy(table, config.epsilon(episodes.done)))
             state = table(obs)
         else:
             state = next_state
     return episodes.result(env_id, config, seed, len(table.index))
+
+
+@dataclass(frozen=True)
+class TabularPolicy:
+    """Epsilon-greedy policies as they stand: a view of the Q table (valid until the next training step) and each
+    agent's exploration rate."""
+
+    table: StateIndex
+    epsilon: np.ndarray
+
+    def probabilities(self, boards: np.ndarray, agent: int = 0) -> np.ndarray:
+        """Action probabilities at each board, (boards, actions): epsilon spread uniformly, the rest on the greedy
+        actions (ties shared); a board never seen is uniform."""
+        actions = self.table.q.shape[2]
+        probabilities = np.full((len(boards), actions), 1.0 / actions)
+        for row, board in enumerate(boards):
+            found = self.table.index.get(np.asarray(board).tobytes())
+            if found is None:
+                continue
+            values = self.table.q[agent, found]
+            best = values == values.max()
+            probabilities[row] = self.epsilon[agent] / actions + (1 - self.epsilon[agent]) * best / best.sum()
+        return probabilities
 
 
 def _argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
