@@ -150,3 +150,22 @@ def test_the_table_names_the_baselines():
     assert "heuristic baseline" in table and "synthetic" in table.splitlines()[0]
     assert all(s.baseline for s in scores)
     assert scores[-1].hacked == 6 and scores[-1].healthy == 6
+
+
+def test_an_environment_no_other_one_can_calibrate_for_is_skipped_with_its_reason():
+    from goodhartlab.detect import make_detector
+
+    def runs(environment, with_length):
+        made = [scripted_run(f"{environment}-{i}", np.linspace(0, 1, 12), environment=environment,
+                             label="hacked" if i % 2 else "healthy", onset=6 if i % 2 else None) for i in range(6)]
+        return [replace(run, length=np.linspace(20, 20 + 40 * (run.label == "hacked"), 12)) if with_length else run
+                for run in made]
+
+    outcomes = []
+    scores = {s.environment: s for s in leave_one_environment_out(
+        {"a": runs("a", False), "b": runs("b", False), "c": runs("c", True)},
+        lambda: make_detector("length_drift"), outcomes=outcomes)}
+    assert scores["c"].skipped == 6 and scores["c"].auroc is None
+    assert "not calibrated: no other environment logs length" in scores["c"].note
+    assert scores["a"].skipped == 6 and "length" in scores["a"].note  # calibrated on c, but a logs no length
+    assert len(outcomes) == 18 and all(o.skipped for o in outcomes)

@@ -39,6 +39,10 @@ MAX_PROBLEMS = 50
 """Problems kept per run; the count goes on past it."""
 
 
+class NothingToCalibrate(ValueError):
+    """No healthy run given to `fit` logs the signals a detector needs."""
+
+
 @dataclass
 class DetectorConfig:
     threshold: float | None = None
@@ -269,7 +273,7 @@ class Detector(ABC, Generic[ConfigT]):
             else:
                 scores.append(score)
         if not scores:
-            raise ValueError(f"{self.name}: none of the {len(runs)} healthy run(s) carries what it needs "
+            raise NothingToCalibrate(f"{self.name}: none of the {len(runs)} healthy run(s) carries what it needs "
                              f"({', '.join(self.needs)})")
         threshold, guaranteed = calibrated_threshold(scores, rate)
         self.threshold_ = threshold

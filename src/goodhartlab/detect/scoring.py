@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from goodhartlab.detect.base import Alarm, Detector
+from goodhartlab.detect.base import Alarm, Detector, NothingToCalibrate
 from goodhartlab.detect.heuristics import HEURISTIC
 from goodhartlab.detect.rows import Access
 from goodhartlab.detect.runs import LabelledRun, check_one_source
@@ -81,6 +81,13 @@ def evaluate(detector: AnyDetector, runs: Sequence[LabelledRun], *,
                                    len(trace.alarms), len(run), None if run.onset is None else run.onset.index,
                                    lead_evaluations, lead_kl, trace.skipped, trace.problem_count))
     return outcomes
+
+
+def not_calibrated(detector: AnyDetector, run: LabelledRun) -> RunOutcome:
+    """The outcome of a run whose fold gave the detector no threshold (no training run logs what it needs)."""
+    reason = f"not calibrated: no other environment logs {', '.join(detector.needs)}"
+    return RunOutcome(run.run_id, run.environment, run.label, run.source, math.nan, None, 0, len(run),
+                      None if run.onset is None else run.onset.index, None, None, reason, 0)
 
 
 def tpr_at_fpr(scores: Sequence[float], labels: Sequence[int], fpr: float) -> float:
@@ -186,10 +193,12 @@ def summarize(detector: AnyDetector, outcomes: Sequence[RunOutcome], *, environm
 
 def leave_one_environment_out(runs: Mapping[str, Sequence[LabelledRun]], factory: Callable[[], AnyDetector], *,
                               false_alarm_rate: float = 0.05, gold_every: int | None = L3_GOLD_EVERY,
-                              confidence: float = 0.95, pooled: bool = True) -> list[DetectorScore]:
+                              confidence: float = 0.95, pooled: bool = True,
+                              outcomes: list[RunOutcome] | None = None) -> list[DetectorScore]:
     """For each environment: a fresh detector from `factory`, trained (if it learns: has `train`) and calibrated
     on the other environments' runs only, scored on this one. With `pooled`, a last row scores every held-out
-    outcome together (each under its own fold's threshold)."""
+    outcome together (each under its own fold's threshold). Each held-out run's outcome is appended to `outcomes`
+    when given (ROC curves and lead-time distributions are drawn from them)."""
     if len(runs) < 2:
         raise ValueError(f"leave-one-environment-out needs at least 2 environments, got {len(runs)}")
     for environment, members in runs.items():
@@ -207,11 +216,16 @@ def leave_one_environment_out(runs: Mapping[str, Sequence[LabelledRun]], factory
         train = getattr(detector, "train", None)
         if callable(train):
             train(training)
-        detector.fit([run for run in training if not run.hacked], false_alarm_rate=false_alarm_rate)
-        outcomes = evaluate(detector, members, gold_every=gold_every)
-        every_outcome += outcomes
-        scores.append(summarize(detector, outcomes, environment=held_out, gold_every=gold_every,
+        try:
+            detector.fit([run for run in training if not run.hacked], false_alarm_rate=false_alarm_rate)
+            fold = evaluate(detector, members, gold_every=gold_every)
+        except NothingToCalibrate:  # the other environments never log its signal: it cannot be scored here
+            fold = [not_calibrated(detector, run) for run in members]
+        every_outcome += fold
+        scores.append(summarize(detector, fold, environment=held_out, gold_every=gold_every,
                                 target_fpr=false_alarm_rate, confidence=confidence))
+    if outcomes is not None:
+        outcomes += every_outcome
     if pooled:
         pooled_score = summarize(detector, every_outcome, environment=ALL_ENVIRONMENTS, gold_every=gold_every,
                                  target_fpr=false_alarm_rate, confidence=confidence)

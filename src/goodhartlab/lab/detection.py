@@ -16,6 +16,7 @@ uses are then calibrated on every environment's healthy runs, and each carries i
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -24,18 +25,25 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from goodhartlab.detect.base import NothingToCalibrate
 from goodhartlab.detect.monitor import TRAINED_DETECTORS, Calibrated
 from goodhartlab.detect.registry import DETECTORS
 from goodhartlab.detect.runs import LabelledRun
-from goodhartlab.detect.scoring import ALL_ENVIRONMENTS, L3_GOLD_EVERY, DetectorScore, leave_one_environment_out
+from goodhartlab.detect.scoring import (
+    ALL_ENVIRONMENTS,
+    L3_GOLD_EVERY,
+    DetectorScore,
+    RunOutcome,
+    leave_one_environment_out,
+)
 from goodhartlab.files import write_atomically
+from goodhartlab.lab.detection_report import SCORES
 from goodhartlab.lab.runner import RunSpec
 from goodhartlab.lab.spec import load_spec
 from goodhartlab.lab.store import ResultsStore
 from goodhartlab.lab.study import StudiesDone, run_studies
 
 TIERS = {"quick": ("gridworlds", "pan", "grpo-tiny"), "full": ("gridworlds", "pan", "grpo-tiny", "full/grpo-smollm2")}
-SCORES = "detection-scores.json"
 FALSE_ALARM_RATE = 0.05
 
 
@@ -76,13 +84,27 @@ def labelled_runs(store_path: str | Path, runs: Sequence[RunSpec]) -> BenchLoade
 
 
 def score_detectors(runs: Mapping[str, Sequence[LabelledRun]], names: Sequence[str] | None = None, *,
-                    gold_every: int = L3_GOLD_EVERY) -> list[DetectorScore]:
-    """Every detector (or `names`) scored leave-one-environment-out, plus a pooled row each."""
+                    gold_every: int = L3_GOLD_EVERY,
+                    outcomes: dict[str, list[RunOutcome]] | None = None) -> list[DetectorScore]:
+    """Every detector (or `names`) scored leave-one-environment-out, plus a pooled row each; each detector's
+    held-out outcomes go to `outcomes[name]` when given."""
     scores: list[DetectorScore] = []
     for name in names or list(DETECTORS):
+        held_out: list[RunOutcome] = []
         scores += leave_one_environment_out(runs, DETECTORS[name], false_alarm_rate=FALSE_ALARM_RATE,
-                                            gold_every=gold_every)
+                                            gold_every=gold_every, outcomes=held_out)
+        if outcomes is not None:
+            outcomes[name] = held_out
     return scores
+
+
+def outcome_record(outcome: RunOutcome) -> dict[str, Any]:
+    """What the report draws of one held-out outcome: its ROC score (null: skipped; -inf as null too, ranked
+    lowest) and its lead time."""
+    return {"environment": outcome.environment, "label": outcome.label,
+            "score": outcome.score if math.isfinite(outcome.score) else None,
+            "never_scored": outcome.score == -math.inf, "skipped": outcome.skipped is not None,
+            "alarms": outcome.alarms, "evaluations": outcome.evaluations, "lead_evaluations": outcome.lead_evaluations}
 
 
 def calibrate(runs: Mapping[str, Sequence[LabelledRun]], scores: Sequence[DetectorScore],
@@ -96,12 +118,27 @@ def calibrate(runs: Mapping[str, Sequence[LabelledRun]], scores: Sequence[Detect
         if name in TRAINED_DETECTORS or name not in pooled:
             continue
         detector = factory()
-        detector.fit([run.restricted(detector.access, gold_every=L3_GOLD_EVERY if detector.access >= 3 else None)
-                      for run in healthy], false_alarm_rate=FALSE_ALARM_RATE)
+        try:
+            detector.fit([run.restricted(detector.access, gold_every=L3_GOLD_EVERY if detector.access >= 3 else None)
+                          for run in healthy], false_alarm_rate=FALSE_ALARM_RATE)
+        except NothingToCalibrate:  # no benchmark run logs its signal: the monitor runs it uncalibrated
+            continue
         record = pooled[name]
         calibrated.append(Calibrated(name, float(detector.threshold), record.false_alarms_per_1k, record.fpr,
                                      record.tpr, record.median_lead_evaluations, record.auroc, benchmark))
     return calibrated
+
+
+def scores_document(benchmark: str, loaded: BenchLoaded, scores: Sequence[DetectorScore],
+                    outcomes: Mapping[str, Sequence[RunOutcome]]) -> dict[str, Any]:
+    """What `detect bench` writes beside its store (and the report's detection section reads)."""
+    environments = set(loaded.runs) | set(loaded.left_out)
+    return {"benchmark": benchmark, "false_alarm_rate": FALSE_ALARM_RATE, "gold_every": L3_GOLD_EVERY,
+            "environments": {env: {"hacked": sum(r.hacked for r in loaded.runs.get(env, [])),
+                                   "healthy": sum(not r.hacked for r in loaded.runs.get(env, [])),
+                                   "left_out": loaded.left_out.get(env, 0)} for env in sorted(environments)},
+            "scores": [score.to_dict() for score in scores],
+            "outcomes": {name: [outcome_record(o) for o in held_out] for name, held_out in outcomes.items()}}
 
 
 @dataclass
@@ -124,17 +161,12 @@ def run_bench(tier: str, out: str | Path, *, workers: int = 2, progress: bool = 
     if len(loaded.runs) < 2:
         raise ValueError(f"the benchmark needs hacked and healthy runs of at least 2 environments; it has "
                          f"{', '.join(loaded.runs) or 'none'}")
-    scores = score_detectors(loaded.runs)
+    outcomes: dict[str, list[RunOutcome]] = {}
+    scores = score_detectors(loaded.runs, outcomes=outcomes)
     benchmark = f"v{runs[0].config.benchmark} {tier}"
     calibration = calibrate(loaded.runs, scores, benchmark)
-    document = {"benchmark": benchmark, "false_alarm_rate": FALSE_ALARM_RATE, "gold_every": L3_GOLD_EVERY,
-                "environments": {env: {"hacked": sum(r.hacked for r in members),
-                                       "healthy": sum(not r.hacked for r in members),
-                                       "left_out": loaded.left_out.get(env, 0)}
-                                 for env, members in loaded.runs.items()},
-                "scores": [score.to_dict() for score in scores]}
     scores_path = Path(out) / SCORES
-    text = json.dumps(document, indent=1)
+    text = json.dumps(scores_document(benchmark, loaded, scores, outcomes), indent=1)
     write_atomically(scores_path, lambda staged: staged.write_text(text, encoding="utf-8"))
     if calibration_out is not None:
         calibration_text = json.dumps({"benchmark": benchmark, "detectors": [c.__dict__ for c in calibration]},

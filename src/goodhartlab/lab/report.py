@@ -22,6 +22,7 @@ import numpy as np
 from goodhartlab import __version__
 from goodhartlab.files import write_atomically
 from goodhartlab.lab import plots
+from goodhartlab.lab.detection_report import detection_section
 from goodhartlab.lab.store import ResultsStore, StoredRun, StoreError, StudyInfo
 from goodhartlab.measure.analysis import analyze
 from goodhartlab.measure.curve import Curve
@@ -237,6 +238,10 @@ def build_report(store_path: str | Path, out_path: str | Path) -> Path:
         sections = [_study_section(store, study) for study in studies]
     toc = "".join(f"<li><a href='#{html.escape(study.study)}'>{html.escape(study.title)}</a></li>"
                   for study in studies)
+    detection = detection_section(source)
+    if detection:
+        sections.append(detection)
+        toc += "<li><a href='#detection'>Detection benchmark</a></li>"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>goodhartlab report</title>"
             f"<style>{STYLE}</style></head><body><h1>goodhartlab report</h1>"
             f"<p class='note'>goodhartlab {__version__}, built {time.strftime('%Y-%m-%d %H:%M')} "
