@@ -89,6 +89,7 @@ def test_monitor_on_real_grpo_logs_alarms_by_gold_fall_and_stays_quiet_on_the_tw
     healthy = tiny_grpo_state(tmp_path / "healthy", "healthy")
     calibration = load_calibration()
     assert calibration, "the package ships the benchmark's thresholds (goodhartlab detect bench)"
+    capsys.readouterr()  # what the trainers printed while training
     assert main(["monitor", str(hacked), "--gold-every", "5", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     log = json.loads(hacked.read_text())["log_history"]

@@ -180,6 +180,11 @@ def test_per_token_kl_becomes_nats_per_sequence_and_sequence_kl_is_kept(tmp_path
     log(ppo, {"loss": 0.1, "objective/scores": 1.5, "objective/kl": 7.0, "objective/gold": 0.2}, 1)
     assert (ppo.rows[0]["kl"], ppo.rows[0]["proxy"], ppo.rows[0]["gold"]) == (7.0, 1.5, 0.2)
 
+    rloo = OveroptimizationCallback(tmp_path / "rloo", gold=CappedExclamations())  # k1 near the reference: < 0
+    begin(rloo)
+    log(rloo, {"loss": 0.1, "reward": 1.0, "kl": -0.001, "completions/mean_length": 10.0, "rewards/gold/mean": 0.5}, 1)
+    assert (rloo.rows[0]["kl"], rloo.rows[0]["kl_logged"]) == (0.0, -0.001)  # stored at KL's floor, logged kept
+
     bits = OveroptimizationCallback(tmp_path / "custom", keys=LogKeys(gold="gold", kl="kl_bits",
                                                                       kl_unit="bits_per_sequence"))
     begin(bits)

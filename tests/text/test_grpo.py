@@ -67,7 +67,8 @@ def test_grpo_study_shows_gold_rising_then_falling_while_the_proxy_climbs(policy
 def test_grpo_study_with_rloo_runs_the_same_path(policy: str) -> None:
     result = grpo_study(tiny_config(policy, trainer="rloo", steps=4, gold_every=1), seed=1)
     points = result.curves["rloo"]
-    assert len(points.pressure) == 4 and all(g is not None for g in points.gold)
+    # four logged steps; RLOO's k1 KL can dip below 0 near the reference, stored at 0, where equal levels average
+    assert 3 <= len(points.pressure) <= 4 and min(points.pressure) >= 0 and all(g is not None for g in points.gold)
     assert result.summary["kl_source"].startswith("kl (nats_per_token) ×")
 
 

@@ -26,7 +26,9 @@ KL is stored in nats per sequence, the one unit goodhartlab uses. GRPO and RLOO 
 per-token masked mean over the batch (k3 in GRPO), and the batch's token mean times its mean
 completion length is exactly the mean per-sequence sum; PPO and Online DPO log `objective/kl`,
 already a sequence sum. With `logging_steps > 1` TRL averages each over the window first, so the
-product is then an approximation: log every step for exact figures.
+product is then an approximation: log every step for exact figures. RLOO's `kl` is the sampled
+log-ratio (k1), which dips below zero near the reference policy; it is stored as 0, the KL's floor,
+and the value as logged is kept beside it (`kl_logged`).
 """
 
 from __future__ import annotations
@@ -460,6 +462,7 @@ class OveroptimizationCallback(TrainerCallback):
         if length is not None:
             self._last_length = length
         kl, logged = self.kl_nats_per_sequence(logs, step, self._last_length)
+        kl = max(kl, 0.0)  # RLOO logs k1, an unbiased estimate that dips below 0 near the reference; KL's floor is 0
         proxy_key = self.keys.proxy or next((k for k in TRL_PROXY_KEYS if k in logs), None) or self._proxy_used
         proxy = _finite(logs, proxy_key, step) if proxy_key else None
         if proxy is not None:
