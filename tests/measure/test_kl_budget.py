@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from goodhartlab.measure.kl import discrete_kl
-from goodhartlab.measure.kl_budget import KLBudget, kl_fixed_mixture, log_softmax, proposition_1_example
+from goodhartlab.measure.kl_budget import (
+    KLBudget,
+    kl_fixed_mixture,
+    log_softmax,
+    pessimistic_base,
+    proposition_1_example,
+)
 
 
 def random_rows(rows: int, outcomes: int, seed: int = 0, spread: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
@@ -129,3 +135,17 @@ def test_proposition_1_numbers_quoted_in_the_docstring() -> None:
     example = proposition_1_example(0.5)
     assert example.base[1] == pytest.approx(0.39, abs=0.005) and example.policy[1] == pytest.approx(0.87, abs=0.005)
     assert proposition_1_example(0.7).policy[1] == 1.0 and proposition_1_example(0.65).policy[1] < 1.0
+
+
+def test_pessimistic_base_charges_each_outcome_against_its_least_willing_member() -> None:
+    members = np.log(np.array([[[0.7, 0.2, 0.1]], [[0.5, 0.1, 0.4]]]))
+    pessimistic = pessimistic_base(members)
+    nu = np.array([0.5, 0.1, 0.1])
+    assert pessimistic.disagreement[0] == pytest.approx(0.3) and pessimistic.floor[0] == pytest.approx(-np.log(0.7))
+    np.testing.assert_allclose(np.exp(pessimistic.log_normalized[0]), nu / 0.7)
+    policy = np.log(np.array([0.6, 0.3, 0.1]))
+    charged = discrete_kl(policy, pessimistic.log_normalized[0]) + pessimistic.floor[0]
+    assert charged == pytest.approx(discrete_kl(policy, np.log(nu)))  # = KL against the sub-normalized ν
+    assert charged >= max(discrete_kl(policy, members[i, 0]) for i in range(2))  # never below any member's KL
+    agreeing = pessimistic_base(np.log(np.array([[0.5, 0.5], [0.5, 0.5]])))
+    assert agreeing.disagreement == pytest.approx(0.0, abs=1e-15) and agreeing.floor == pytest.approx(0.0, abs=1e-15)

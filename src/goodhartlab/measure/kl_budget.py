@@ -191,6 +191,39 @@ class KLBudget:
 
 
 @dataclass(frozen=True)
+class PessimisticBase:
+    """The pessimistic imitator of an ensemble: ν(v) = min over members of m_i(v), each outcome as likely as the
+    member least willing to produce it ("don't do anything I *mightn't* do", Cohen et al. §5).
+
+    ν sums to less than 1; the rest, `disagreement` = 1 − Σν, is where the members disagree: the mass an
+    ask-for-help imitator hands to the demonstrator. A policy π is charged KL(π ‖ ν) = KL(π ‖ ν̄) + `floor`,
+    with ν̄ = ν / Σν (`log_normalized`) and floor = −log Σν: each outcome's log-ratio is taken against the member
+    that gives it the least probability, so acting at all costs at least the floor."""
+
+    log_normalized: NDArray[np.float64]
+    floor: NDArray[np.float64]
+    disagreement: NDArray[np.float64]
+
+
+def pessimistic_base(member_log_probs: ArrayLike) -> PessimisticBase:
+    """The pessimistic base of members' log-probabilities, shaped (members, rows, outcomes) or (members, outcomes)."""
+    members = np.asarray(member_log_probs, dtype=np.float64)
+    if members.ndim not in (2, 3) or members.shape[0] < 1:
+        raise ValueError(f"member_log_probs must be (members, rows, outcomes) or (members, outcomes), got "
+                         f"{members.shape}")
+    if np.isnan(members).any() or (members == np.inf).any():
+        raise ValueError("member log-probabilities must be finite or -inf, not NaN or +inf")
+    lowest = members.min(axis=0)
+    top = np.max(lowest, axis=-1, keepdims=True)
+    if np.isneginf(top).any():
+        raise ValueError("the members agree on no outcome at all: every outcome has probability 0 under some member")
+    log_mass = np.log(np.sum(np.exp(lowest - top), axis=-1)) + top[..., 0]
+    log_mass = np.minimum(log_mass, 0.0)  # members that agree exactly sum to 1 up to rounding
+    return PessimisticBase(log_normalized=lowest - log_mass[..., None], floor=-log_mass,
+                           disagreement=-np.expm1(log_mass))
+
+
+@dataclass(frozen=True)
 class Proposition1Example:
     """Three distributions over (reply, silence): the trusted policy τ never falls silent, the base β (an
     imitator of τ that cannot rule silence out) gives it probability δ, and the policy π is the KL-fixed
