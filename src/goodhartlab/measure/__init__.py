@@ -24,8 +24,10 @@ from goodhartlab.measure.kl import (
 from goodhartlab.measure.kl_budget import (
     KLBudget,
     MixtureSolution,
+    PessimisticBase,
     Proposition1Example,
     kl_fixed_mixture,
+    pessimistic_base,
     proposition_1_example,
 )
 from goodhartlab.measure.runlog import RunLog, RunLogError, read_run_log
@@ -44,10 +46,10 @@ from goodhartlab.measure.transitions import Onset, Peak, TransitionTest, detect_
 
 __all__ = [
     "BestOfNCurve", "Curve", "FitError", "KLBudget", "LawFit", "MixtureSolution", "Onset", "Peak", "PeakDrop",
-    "Proposition1Example", "RunLog", "RunLogError", "TransitionTest", "auroc", "bestofn_curve", "bestofn_ragged",
-    "bestofn_weights", "clopper_pearson_interval", "detect_transition", "discrete_kl", "empirical_distribution",
-    "find_onset", "find_peak", "fit_law", "kl_bestofn", "kl_bestofn_exact", "kl_fixed_mixture", "law_peak",
-    "law_value", "peak_drop", "prob_at_least_one", "proposition_1_example", "rate_upper_bound", "read_run_log",
-    "rule_of_three", "sequence_kl", "to_nats_per_sequence", "token_kl", "trials_needed", "trials_to_bound",
-    "wilson_interval",
+    "PessimisticBase", "Proposition1Example", "RunLog", "RunLogError", "TransitionTest", "auroc", "bestofn_curve",
+    "bestofn_ragged", "bestofn_weights", "clopper_pearson_interval", "detect_transition", "discrete_kl",
+    "empirical_distribution", "find_onset", "find_peak", "fit_law", "kl_bestofn", "kl_bestofn_exact",
+    "kl_fixed_mixture", "law_peak", "law_value", "peak_drop", "pessimistic_base", "prob_at_least_one",
+    "proposition_1_example", "rate_upper_bound", "read_run_log", "rule_of_three", "sequence_kl",
+    "to_nats_per_sequence", "token_kl", "trials_needed", "trials_to_bound", "wilson_interval",
 ]

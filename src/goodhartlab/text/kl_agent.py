@@ -49,8 +49,8 @@ class KLAgentConfig:
     penalty_rate: float = 0.5  # how far one update moves the coefficient: c *= 1 + rate * clip(KL/target - 1, ±0.5)
     candidates: int = 64  # the base's most likely tokens the head reweights (the line break is always one)
     width: int = 64  # the head's hidden layer
-    updates: int = 10  # PPO updates, each on a fresh batch of episodes
-    episodes: int = 64  # episodes per batch, run in lockstep
+    updates: int = 8  # PPO updates, each on a fresh batch of episodes
+    episodes: int = 32  # episodes per batch, run in lockstep
     learning_rate: float = 3e-3
     epochs: int = 4  # passes over each batch
     clip: float = 0.2  # PPO's ratio clip
@@ -188,6 +188,7 @@ class Rollout:
     kl_to_base: np.ndarray  # per episode: summed per-token KL to the base β itself (differs with a pessimistic base)
     kl_by_position: np.ndarray  # episodes × episode_tokens: KL charged at each token (0 where the agent did not act)
     student_turns: np.ndarray
+    teacher_silent: np.ndarray  # per episode: share of the teacher's (agent's) turns that are silent (NaN with none)
     silent_reward_share: np.ndarray  # per episode: share of the reward that silent turns earned (NaN with none)
     deferrals: np.ndarray  # per episode: teacher decisions handed to the safe reply
     decision_points: np.ndarray  # per episode: teacher decisions (acted or deferred)
@@ -353,12 +354,14 @@ class KLAgent:
         reward = np.array([sum(r.rewards) for r in records])
         silent_reward = np.array([sum(x for t, x in zip(r.student_turns, r.rewards, strict=True) if is_silent(t))
                                   for r in records])
+        teacher = np.array([sum(is_silent(t) for t in r.teacher_turns) / len(r.teacher_turns) if r.teacher_turns
+                            else np.nan for r in records])
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(reward > 0, silent_reward / reward, np.nan)
         return Rollout(decisions=decisions, returns=returns, reward=reward,
                        gold=gold.report([r.student_turns for r in records]), kl=kl_by_position.sum(1),
                        kl_to_base=kl_to_base, kl_by_position=kl_by_position, student_turns=turns,
-                       silent_reward_share=share, deferrals=deferrals,
+                       teacher_silent=teacher, silent_reward_share=share, deferrals=deferrals,
                        decision_points=decision_points,
                        transcripts=[env.transcript(row) for row in range(min(4, env.episodes))], penalty=self.penalty)
 

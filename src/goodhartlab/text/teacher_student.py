@@ -64,7 +64,7 @@ class TeacherStudentConfig:
     opening: str = OPENING  # the transcript so far; it must end with the teacher's marker ('Teacher:')
     teacher: str = "Teacher"  # the agent's speaker name
     student: str = "Student"  # the base's speaker name
-    episode_tokens: int = 48  # tokens written after the opening (the paper: 256, counting its ~50-token prompt)
+    episode_tokens: int = 40  # tokens written after the opening (the paper: 256, counting its ~50-token prompt)
     max_turn_tokens: int = 24  # a turn this long is ended by the environment
     student_temperature: float = 0.05  # the paper's
     reward: Literal["head", "vader"] = "head"  # the sentiment of each student turn, in [0, 1] (see SENTIMENTS)
