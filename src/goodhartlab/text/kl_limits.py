@@ -79,7 +79,7 @@ def spend_profile(batch: Rollout) -> dict[str, Any]:
     by_position = batch.kl_by_position.mean(0)
     total = float(by_position.sum())
     quarter = max(1, math.ceil(len(by_position) / 4))
-    return {"kl_by_position": [round(float(x), 5) for x in by_position],
+    return {"kl_by_position": [float(x) for x in by_position],
             "first_quarter_share": float(by_position[:quarter].sum() / total) if total > 0 else None,
             "first_token_share": float(by_position[0] / total) if total > 0 else None}
 
