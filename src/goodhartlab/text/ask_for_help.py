@@ -32,7 +32,7 @@ import numpy as np
 
 from goodhartlab.config import above, at_least, between
 from goodhartlab.measure.kl_budget import pessimistic_base
-from goodhartlab.text.kl_agent import _offsets
+from goodhartlab.text.kl_agent import _offsets, project
 
 
 @dataclass
@@ -102,22 +102,24 @@ class ImitatorEnsemble:
         log_base = torch.as_tensor(data["log_base"])
         atoms = torch.as_tensor(data["atom"])
         train = np.isin(data["episode"], episodes)
+        rows = torch.as_tensor(np.flatnonzero(train))
+        hidden = x[rows, :self.embeddings.shape[1]]
+        basis = self.embeddings[top[rows]]  # gathered once: the candidates' embeddings do not change in training
         with torch.no_grad():  # scale each prior to prior_scale nats RMS over the candidates on the data
             for i, prior in enumerate(self.priors):
-                offsets = _offsets(self.embeddings, top[torch.as_tensor(train)], prior(x[torch.as_tensor(train),
-                                                                                        :self.embeddings.shape[1]]))
+                offsets = project(basis, prior(hidden))
                 self.prior_weight[i] = self.cfg.prior_scale / offsets[:, :-1].pow(2).mean().sqrt().clamp(min=1e-8)
         losses = []
         for i, net in enumerate(self.trained):
             resample = rng.choice(episodes, size=len(episodes), replace=True)
             counts = np.bincount(resample, minlength=int(data["episode"].max()) + 1)
-            weights = torch.as_tensor(counts[data["episode"]] * train, dtype=torch.float64)
+            weights = torch.as_tensor(counts[data["episode"][train]], dtype=torch.float64)
             optimizer = torch.optim.Adam(net.parameters(), lr=self.cfg.learning_rate)
-            hidden = x[:, :self.embeddings.shape[1]]
+            with torch.no_grad():
+                prior_part = self.prior_weight[i] * self.priors[i](hidden)
             for _ in range(self.cfg.train_steps):
-                correction = net(hidden) + self.prior_weight[i] * self.priors[i](hidden)
-                log_probs = torch.log_softmax(log_base + _offsets(self.embeddings, top, correction).double(), dim=1)
-                loss = -(log_probs.gather(1, atoms[:, None])[:, 0] * weights).sum() / weights.sum()
+                log_probs = torch.log_softmax(log_base[rows] + project(basis, net(hidden) + prior_part).double(), dim=1)
+                loss = -(log_probs.gather(1, atoms[rows][:, None])[:, 0] * weights).sum() / weights.sum()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

@@ -128,12 +128,17 @@ def candidate_atoms(logits: Any, candidates: int, line_break: int) -> tuple[Any,
     return top, torch.cat([chosen, torch.logsumexp(others, dim=1, keepdim=True)], dim=1)
 
 
-def _offsets(embeddings: Any, top: Any, u: Any) -> Any:
-    """Logit offsets over the atoms: u · e_v for the candidates, 0 for the atom of other tokens."""
+def project(basis: Any, u: Any) -> Any:
+    """Logit offsets over the atoms: u · e_v for the candidates (`basis` = their output embeddings, rows ×
+    candidates × width), 0 for the atom of other tokens."""
     import torch
 
-    offsets = torch.einsum("rcd,rd->rc", embeddings[top], u)
+    offsets = torch.einsum("rcd,rd->rc", basis, u)
     return torch.cat([offsets, torch.zeros_like(offsets[:, :1])], dim=1)
+
+
+def _offsets(embeddings: Any, top: Any, u: Any) -> Any:
+    return project(embeddings[top], u)
 
 
 class Helper(Protocol):
