@@ -53,6 +53,23 @@ def sequence_kl(logp_policy: ArrayLike, logp_ref: ArrayLike, mask: ArrayLike | N
     return per_token.sum(axis=-1)
 
 
+def discrete_kl(log_p: ArrayLike, log_q: ArrayLike) -> NDArray[np.float64]:
+    """Exact KL(p ‖ q) in nats between discrete distributions given as log-probabilities, over the last axis.
+
+    Outcomes p rules out (log p = −inf) contribute 0; an outcome p allows and q rules out makes the KL
+    infinite. q may be sub-normalized (a pessimistic base that keeps some mass back to ask for help):
+    KL(p ‖ q) is then KL to q's normalization plus −log Σq, never less. Rounding below 0 is returned as 0."""
+    lp, lq = np.asarray(log_p, dtype=np.float64), np.asarray(log_q, dtype=np.float64)
+    if lp.shape != lq.shape:
+        raise ValueError(f"log_p has shape {lp.shape} but log_q has {lq.shape}; pass the same outcomes for both")
+    if np.isnan(lp).any() or np.isnan(lq).any() or (lp == np.inf).any() or (lq == np.inf).any():
+        raise ValueError("log-probabilities must be finite numbers or -inf (an outcome ruled out), not NaN or +inf")
+    p = np.exp(lp)
+    with np.errstate(invalid="ignore"):
+        terms = np.where(p > 0, p * (lp - lq), 0.0)
+    return np.maximum(terms.sum(axis=-1), 0.0)
+
+
 def to_nats_per_sequence(value: ArrayLike, unit: KLUnit, mean_length: ArrayLike | None = None) -> NDArray[np.float64]:
     """Convert a logged KL figure to nats per sequence, the one unit goodhartlab uses.
 

@@ -97,7 +97,7 @@ def _sample_batch(model: Any, tokenizer: Any, unique_prompts: list[str], request
     alive = torch.arange(len(requests), device=device)  # which requests the batch rows are
     tokens: list[list[int]] = [[] for _ in requests]
     for step in range(max_new_tokens):
-        sampled = _draw(logits, temperature, generator)
+        sampled = draw_tokens(logits, temperature, generator)
         for row, token in zip(alive.tolist(), sampled.tolist(), strict=True):
             tokens[row].append(token)
         ended = torch.isin(sampled, eos_ids)
@@ -128,7 +128,7 @@ def _end_of_sequence_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
-def _draw(logits: Any, temperature: float, generator: Any) -> Any:
+def draw_tokens(logits: Any, temperature: float, generator: Any) -> Any:
     """One token per row from softmax(logits / temperature), by inverting the cumulative distribution
     with one uniform number per row (`torch.multinomial` over SmolLM2's 49k vocabulary took a seventh
     of all decoding time in a profile)."""

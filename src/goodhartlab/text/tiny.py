@@ -16,9 +16,12 @@ import numpy as np
 from goodhartlab.rewards.scorer import Scorer, check_pairs
 
 TINY_ALPHABET = "abcdefghijklmnopqrstuvwxyz !.,'"
+TINY_CHAT_ALPHABET = TINY_ALPHABET + "ST:\n?"
+"""Enough for a "Student: ... / Teacher: ..." chat, one line per turn (the teacher–student environment's tests)."""
 
 
-def tiny_policy(directory: str | Path, *, layers: int = 2, width: int = 64, seed: int = 0) -> Path:
+def tiny_policy(directory: str | Path, *, layers: int = 2, width: int = 64, seed: int = 0,
+                alphabet: str = TINY_ALPHABET) -> Path:
     """Save a character-level GPT-2 built from a config (random weights) and its tokenizer to `directory`.
 
     A stand-in policy for tests, benchmarks and dry runs: `load_policy(str(path))` loads it, and
@@ -29,7 +32,7 @@ def tiny_policy(directory: str | Path, *, layers: int = 2, width: int = 64, seed
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     specials = ["<pad>", "<eos>", "<unk>"]
-    vocab = {token: index for index, token in enumerate([*specials, *TINY_ALPHABET])}
+    vocab = {token: index for index, token in enumerate([*specials, *alphabet])}
     raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     raw.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")  # one token per character
     raw.decoder = decoders.Fuse()
