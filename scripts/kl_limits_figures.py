@@ -2,10 +2,10 @@
 
     python scripts/kl_limits_figures.py [--store goodhartlab-out/kl-limits/results.sqlite]
 
-Reads the runs of the studies `kl-limits` and `kl-limits-budgets` from the store that scripts/kl_limits_runs.py
-writes, keeps their summaries in docs/data/kl-limits-runs.json (so the page's numbers have a source in the
-repository; without a store the figures are drawn from that file), draws docs/figures/kl-limits-*.png and prints
-the tables: means over seeds with 95% t-intervals (over the seeds' means).
+Reads the runs of the studies `kl-limits` and `kl-limits-budgets` from the store that
+`goodhartlab run examples/kl-limits.yaml --out goodhartlab-out/kl-limits` writes, keeps their summaries in
+docs/data/kl-limits-runs.json (so the page's numbers have a source in the repository; without a store the figures
+are drawn from that file), draws docs/figures/kl-limits-*.png and prints the tables: means over seeds with 95% t-intervals (over the seeds' means).
 """
 
 from __future__ import annotations
@@ -118,9 +118,12 @@ def spend_figure(groups: dict[str, list[dict[str, Any]]]) -> None:
         shares = np.cumsum(profiles, axis=1) / np.where(total > 0, total, 1.0)
         right.plot(positions / len(mean), shares.mean(0), label=variant, color=f"C{k}")
     left.set_xlabel("token of the episode")
-    left.set_ylabel("KL charged at that token (nats, mean over episodes and seeds)")
+    left.set_ylabel("KL charged at that token (nats)")
+    left.set_yscale("symlog", linthresh=0.01)
+    left.set_title("mean over evaluation episodes and seeds", fontsize=9)
     right.set_xlabel("fraction of the episode")
     right.set_ylabel("share of the episode's KL spent so far")
+    right.set_title("each seed's share, averaged over seeds", fontsize=9)
     right.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="spent evenly")
     left.legend(fontsize=7)
     right.legend(fontsize=7)

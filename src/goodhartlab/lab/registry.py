@@ -91,6 +91,8 @@ KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (
     StudyKind("direct_alignment", "goodhartlab.text.direct_alignment:DirectAlignmentConfig",
               "goodhartlab.text.direct_alignment:direct_alignment_study",
               description="DPO, IPO or SLiC (TRL) on proxy-labelled pairs, gold win rate against √KL"),
+    StudyKind("kl_limits", "goodhartlab.text.kl_limits:KLLimitsConfig", "goodhartlab.text.kl_limits:kl_limits_study",
+              description="the teacher agent under a total KL budget or a per-token penalty (Cohen et al.)"),
 )}
 RENAMED = {"bestofn_study": "bestofn", "rl_study": "grpo", "direct_alignment_study": "direct_alignment"}
 """Kinds known under an earlier name: still read, with a note to use the new one."""
