@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up goodhartlab in ./.venv. Usage: scripts/setup.sh [--dev] [--bench]
-#   --dev    also installs the test tools and Debian's Chromium (the report's browser test).
+#   --dev    also installs the test tools, the dist extra (Ray, MLflow's client, TensorBoard, pandas, pyarrow: CPU
+#            wheels only) and Debian's Chromium (the report's browser test).
 #   --bench  also installs the benchmarks' baselines (DeepMind's gridworlds as packaged for Gymnasium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,7 @@ for flag in "$@"; do
     esac
 done
 if $dev; then
-    pip install --quiet -e ".[rl,atari,llm,dev]"
+    pip install --quiet -e ".[rl,atari,llm,dist,dev]"
     if ! command -v chromium >/dev/null 2>&1; then
         if [ "$(id -u)" = 0 ]; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
