@@ -83,7 +83,17 @@ def run_message(spec: RunSpec, where: dict[str, Any]) -> Message:
         raise
     except BaseException as error:  # SystemExit from a study is a failure of that run, not the worker's end
         return "failed", f"{type(error).__name__}: {error}", "".join(traceback.format_exception(error))
-    return "done", result, seconds, {**environment(), "host": socket.gethostname(), **where}
+    gpus = _visible_gpus()
+    return "done", result, seconds, {**environment(), "host": socket.gethostname(), **({"gpus": gpus} if gpus else {}),
+                                     **where}
+
+
+def _visible_gpus() -> list[str]:
+    """The CUDA devices this process saw, by name, when the run loaded torch: where a number came from."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
 
 
 def use_threads(threads: int) -> None:
@@ -280,7 +290,9 @@ def _ray_run(spec: RunSpec, threads: int) -> Message:
     import ray
 
     use_threads(threads)
-    return run_message(spec, {"backend": "ray", "node_id": ray.get_runtime_context().get_node_id()})
+    context = ray.get_runtime_context()
+    return run_message(spec, {"backend": "ray", "node_id": context.get_node_id(),
+                              "resources": context.get_assigned_resources()})
 
 
 def _ray_prepare(kind: str, items: Sequence[tuple[Any, int]], threads: int) -> None:
@@ -304,6 +316,11 @@ class RayBackend:
         self.ray: Any = ray
         self.address = address
         self.owned = not ray.is_initialized()
+        if not self.owned and address not in (None, "auto", "local") and not address.startswith("ray://"):
+            connected = ray.get_runtime_context().gcs_address
+            if address != connected:
+                raise BackendError(f"--address {address}: this process is already connected to the Ray cluster at "
+                                   f"{connected}; one process talks to one cluster")
         if self.owned:
             if address not in (None, "auto", "local"):
                 _check_reachable(address)
