@@ -2,16 +2,17 @@
 
     python benchmarks/bench_ray.py [--runs 12] [--tiny-runs 100] [--repeats 3]
 
-A run is the synthetic best-of-n study (`bestofn_goodhart`, 400 prompts x a pool of 4,096: NumPy on one thread,
-under a second). Each backend's executor (`lab.backends`: the local pool of worker processes, Ray tasks) is started
-with 1 and with 2 CPUs and warmed up (its workers started, goodhartlab imported), then given the sweep; the time
-from the first submission to the last result is the sweep's work, and the speed-up from 1 CPU to 2 is the ratio
-(the goal is 1.8x or more on an idle machine). Ray's overhead per run is its work time minus the local pool's, per
-run, on the same CPUs. Scheduling: tiny runs (milliseconds of work) through each warm executor on 2 CPUs give what
-each adds to a run. The driver's claim and store write, the same on both backends, are measured apart (tiny runs
-through `run_sweep` in one process, less their work), and so is what a sweep pays once: starting the local pool
-(every `run_sweep` starts one) and starting a local Ray. Each figure is the fastest of --repeats tries: on a shared
-machine the fastest is the one least slowed by others; the load average before and after says how busy it was.
+A run is the synthetic best-of-n study (`bestofn_goodhart`, 400 prompts x a pool of 4,096: NumPy, under a second).
+Each backend's executor (`lab.backends`: the local pool of worker processes, Ray tasks) is started with 1 and with
+2 CPUs, its processes pinned to that many cores (CPU affinity, which they inherit), and warmed up (its workers
+started, goodhartlab imported), then given the sweep; the time from the first submission to the last result is the
+sweep's work, and the speed-up from 1 CPU to 2 is the ratio (the goal is 1.8x or more on an idle machine). Ray's
+overhead per run is its work time minus the local pool's, per run, on the same CPUs. Scheduling: tiny runs
+(milliseconds of work) through each warm executor on 2 CPUs give what each adds to a run. The driver's claim and
+store write, the same on both backends, are measured apart (a claim and a stored result per run, in the store's own
+transactions), and so is what a sweep pays once: starting the local pool (every `run_sweep` starts one) and
+starting a local Ray. Each figure is the fastest of --repeats tries: on a shared machine the fastest is the one
+least slowed by others; the load average before and after says how busy it was.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import Any
 
 from goodhartlab.config import parse_config
 from goodhartlab.lab.backends import Executor, LocalBackend, RayBackend, execute
-from goodhartlab.lab.runner import RunSpec, run_sweep
-from goodhartlab.lab.store import StudyInfo
+from goodhartlab.lab.runner import RunSpec
+from goodhartlab.lab.store import ResultsStore, StudyInfo
 from goodhartlab.lab.synthetic import BestOfNGoodhartConfig
 
 WORK = {"prompts": 400, "pool": 4096, "ns": [1, 4, 16, 64, 256, 1024, 4096], "early_max_kl": None}
@@ -74,7 +75,9 @@ def main() -> None:
     per_run_ms: dict[str, float] = {}
     starts: dict[str, float] = {}
 
+    cores = os.sched_getaffinity(0)
     for cpus in (1, 2):
+        os.sched_setaffinity(0, sorted(cores)[:cpus])  # the pool and its workers run on `cpus` cores only
         started = time.perf_counter()
         executor = LocalBackend().executor(cpus)
         drive(executor, runs(TINY, cpus, "warm-up"))  # every worker started and has imported goodhartlab
@@ -85,6 +88,7 @@ def main() -> None:
         executor.close(kill=False)
 
     for cpus in (1, 2):
+        os.sched_setaffinity(0, sorted(cores)[:cpus])  # Ray's processes, started now, inherit it
         started = time.perf_counter()
         ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING")
         backend = RayBackend()
@@ -96,14 +100,19 @@ def main() -> None:
             per_run_ms["ray"] = 1000 * best(args.repeats, lambda executor=executor: drive(executor, tiny)) / len(tiny)
         executor.close(kill=False)
         ray.shutdown()
+    os.sched_setaffinity(0, cores)
 
-    def stored_sweep() -> float:
-        with tempfile.TemporaryDirectory() as folder:
+    def store_cost() -> float:
+        """The driver's work for one run: claim it, then store its result, in the store's own transactions."""
+        result = execute(tiny[0])[0]
+        with tempfile.TemporaryDirectory() as folder, ResultsStore(Path(folder) / "r.sqlite") as store:
             start = time.perf_counter()
-            run_sweep(tiny, Path(folder) / "r.sqlite", workers=1, progress=False)
-            return time.perf_counter() - start
+            for spec in tiny:
+                store.claim(spec.run_id)
+                store.save_run(spec.run_id, spec.study, spec.variant, spec.kind, spec.resolved, spec.seed, result, 0.0)
+            return (time.perf_counter() - start) / len(tiny)
 
-    store_ms = 1000 * (best(args.repeats, stored_sweep) / len(tiny) - tiny_run)
+    store_ms = 1000 * best(args.repeats, store_cost)
     load_after = os.getloadavg()
 
     print(f"{args.runs} runs of {one_run:.2f} s each (bestofn_goodhart, {WORK['prompts']} prompts x pool "

@@ -1,7 +1,7 @@
 """Check the GPU path end to end in a few minutes: sampling, a best-of-n study, a short GRPO run and a short DPO run
 on a CUDA device, and optionally the same best-of-n study placed on the GPU by Ray.
 
-    python scripts/check_gpu.py [--policy NAME] [--out gpu-check] [--ray]
+    python scripts/check_gpu.py [--policy NAME] [--out gpu-check] [--ray] [--only CHECK ...]
 
 Run it whenever a machine with an NVIDIA GPU and the CUDA build of torch is at hand. `--policy` is the offline
 asset `smollm2-135m-instruct` by default (fetched once from PyPI); online, a Hub name such as
@@ -26,8 +26,9 @@ model once, and later runs read the pools the best-of-n study sampled from the c
    KL 0 to … nats; peak GPU memory … GiB`. KL starts near 0 and is never negative; gold is measured at steps 1, 2,
    4, …, 10; the peak GPU memory is above the model's own size (about 0.5 GiB in float32).
 4. DPO — the `direct_alignment` study on 32 proxy-labelled pairs with 2 checkpoints (device cuda): `ok: DPO: 3
-   checkpoints, √KL 0 -> …, gold win rate 0.5 -> …`. Step 0 is the reference (√KL 0, win rate 0.5); the later
-   checkpoints have √KL > 0.
+   checkpoints, k3 KL …, … nats, gold win rate 0.5 -> …`. Step 0 is the reference (√KL 0, win rate 0.5); at the
+   later checkpoints the policy has moved (the k3 estimate of KL, never negative, is above 0; the k1 estimate
+   that √KL is drawn from may still dip below 0 after so little training).
 5. with `--ray` — the best-of-n study again (another seed) through the Ray backend on a local Ray that sees the GPUs:
    `ok: Ray: the run was given {'CPU': 1.0, 'GPU': 1.0} and ran on <GPU name>`. `device: cuda` is what asks Ray for
    the GPU (`num_gpus=1`).
@@ -146,9 +147,10 @@ def check_dpo(policy: str, device: str, out: Path, small: bool) -> str:
     result = run_studies([spec], out, workers=1, progress=False).results[spec.run_id]
     curve = result.curves[WIN_RATE_CURVE]
     assert curve.pressure[0] == 0 and curve.gold[0] == 0.5, "step 0 is not the reference"
-    assert all(x > 0 for x in curve.pressure[1:]), f"√KL {curve.pressure}"
-    return (f"DPO: {len(curve.pressure)} checkpoints, √KL 0 -> {curve.pressure[-1]:.3f}, gold win rate 0.5 -> "
-            f"{curve.gold[-1]:.3f}")
+    k3 = [checkpoint["kl_k3"] for checkpoint in result.summary["checkpoints"][1:]]
+    assert all(value > 0 for value in k3), f"k3 KL {k3}: the policy did not move"  # k1 may dip below 0, k3 cannot
+    return (f"DPO: {len(curve.pressure)} checkpoints, k3 KL {', '.join(f'{v:.3g}' for v in k3)} nats, gold win rate "
+            f"0.5 -> {curve.gold[-1]:.3f}")
 
 
 def check_ray(policy: str, device: str, out: Path, small: bool) -> str:
@@ -167,6 +169,8 @@ def main() -> int:
     parser.add_argument("--policy", default=SMOLLM2, help=f"a Hub name or local folder (default {SMOLLM2})")
     parser.add_argument("--out", default="gpu-check", help="folder for the checks' stores and reports")
     parser.add_argument("--ray", action="store_true", help="also place a run on the GPU through Ray")
+    parser.add_argument("--only", choices=("sampling", "best-of-n", "GRPO", "DPO", "Ray"), nargs="+",
+                        help="run only these checks")
     parser.add_argument("--rehearse-on-cpu", action="store_true",
                         help="run smaller checks on the CPU, to test this script; proves nothing about a GPU")
     args = parser.parse_args()
@@ -180,8 +184,10 @@ def main() -> int:
         ("best-of-n", lambda: check_bestofn(args.policy, device, out / "bestofn", args.rehearse_on_cpu)),
         ("GRPO", lambda: check_grpo(args.policy, device, out / "grpo", args.rehearse_on_cpu)),
         ("DPO", lambda: check_dpo(args.policy, device, out / "dpo", args.rehearse_on_cpu))]
-    if args.ray:
+    if args.ray or (args.only and "Ray" in args.only):
         checks.append(("Ray", lambda: check_ray(args.policy, device, out / "ray", args.rehearse_on_cpu)))
+    if args.only:
+        checks = [(name, check) for name, check in checks if name in args.only]
     failed = 0
     for name, check in checks:
         start = time.perf_counter()

@@ -27,6 +27,22 @@ def odd_names_task(config: dict[str, Any], seed: int) -> RunResult:
                                                          [0.5, 0.625, 0.4], "sqrt_kl")})
 
 
+def threads_task(config: dict[str, Any], seed: int) -> RunResult:
+    """The threads a run was given: OpenMP's setting, NumPy's BLAS (where threadpoolctl can say) and torch's."""
+    import os
+
+    import torch
+
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = max((pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"), default=None)
+    except ImportError:
+        blas = None
+    summary = {"omp": os.environ.get("OMP_NUM_THREADS"), "torch": torch.get_num_threads(), "blas": blas}
+    return RunResult({"threads": CurvePoints([0.0], [0.0], [0.0])}, summary)
+
+
 def failing_task(config: dict[str, Any], seed: int) -> RunResult:
     raise RuntimeError("planted failure")
 

@@ -73,6 +73,18 @@ def test_the_same_seeded_rl_sweep_stores_the_same_numbers_on_both_backends(clust
     assert (again.ran, again.skipped) == (0, 4)
 
 
+def test_a_run_gets_as_many_threads_as_cpus_it_was_given(cluster: str, tmp_path: Path) -> None:
+    runs = [RunSpec(StudyInfo("t", "t"), "threads", "tests.lab.tasks:threads_task", {}, seed) for seed in (0, 1)]
+    on_ray = run_sweep(runs, tmp_path / "ray.sqlite", backend="ray", progress=False)
+    for result in on_ray.results.values():  # every kind asks for 1 CPU
+        assert result.summary["omp"] == "1" and result.summary["torch"] == 1 and result.summary["blas"] in (1, None)
+    local = run_sweep(runs, tmp_path / "local.sqlite", workers=2, progress=False)
+    share = max(1, len(os.sched_getaffinity(0)) // 2)  # two local workers share the machine's cores
+    for result in local.results.values():
+        assert result.summary["omp"] == str(share) and result.summary["torch"] == share
+        assert result.summary["blas"] in (share, None)
+
+
 def test_a_dead_worker_is_tried_once_more_then_its_run_is_stored_as_failed(cluster: str, tmp_path: Path) -> None:
     study = StudyInfo("s", "s")
     runs = [RunSpec(study, "dies once", "tests.lab.tasks:dies_once_task", {"marker": str(tmp_path / "died")}, 0),

@@ -242,7 +242,7 @@ class OveroptimizationCallback(TrainerCallback):
     tensorboard: a folder to write the scalars to as TensorBoard events (needs tensorboard).
     mlflow: True to write them to the active MLflow run (else a new one at MLflow's tracking URI), or a
         tracking URI or folder to write a new run there (needs mlflow-skinny).
-    writers: further `ScalarWriter`s to hand each step's scalars to.
+    writers: further `ScalarWriter`s to hand each step's scalars to (yours to close).
     """
 
     def __init__(self, output_dir: str | os.PathLike[str], *, gold: Scorer | ScorerReward | None = None,

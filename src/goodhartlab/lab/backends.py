@@ -25,7 +25,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -96,12 +96,40 @@ def _visible_gpus() -> list[str]:
     return [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def use_threads(threads: int) -> None:
-    """Give this process `threads` threads for OpenMP, MKL and torch: as many as the CPUs its run was given."""
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    """Give this process `threads` threads for OpenMP, MKL and torch: as many as the CPUs its run was given. NumPy's
+    BLAS reads its setting once, as it loads: a worker gets it in its environment at start (`_thread_variables`;
+    Ray sets OMP_NUM_THREADS from num_cpus), and this covers what loads later and torch."""
+    for variable in THREAD_VARIABLES:
         os.environ[variable] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (a container's or `taskset`'s share, not every CPU of the host)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _thread_variables(threads: int) -> Iterator[None]:
+    """The thread settings in this process's environment while a worker process starts, which inherits them."""
+    before = {variable: os.environ.get(variable) for variable in THREAD_VARIABLES}
+    os.environ.update({variable: str(threads) for variable in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for variable, value in before.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
 
 
 def resources_of(spec: RunSpec) -> Resources:
@@ -218,14 +246,15 @@ class _Pool:
     def __init__(self, size: int) -> None:
         method = os.environ.get(START_METHOD_ENV, "spawn")
         self.context: Any = multiprocessing.get_context(method)
-        self.threads = max(1, (os.cpu_count() or 1) // size)
+        self.threads = max(1, available_cpus() // size)
         self.workers = [self._start() for _ in range(size)]
 
     def _start(self) -> _Worker:
         parent_end, child_end = self.context.Pipe()
         process = self.context.Process(target=_worker_main, args=(child_end, self.threads, os.getpid()),
                                        daemon=True)
-        process.start()
+        with _thread_variables(self.threads):  # read by OpenBLAS and MKL as they load, before the worker runs
+            process.start()
         child_end.close()
         return _Worker(process, parent_end)
 
