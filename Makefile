@@ -18,5 +18,6 @@ bench:
 	.venv/bin/python benchmarks/bench_gridworlds.py
 	.venv/bin/python benchmarks/bench_mahalanobis.py
 	.venv/bin/python benchmarks/bench_ppo.py
+	.venv/bin/python benchmarks/bench_ray.py
 	.venv/bin/python benchmarks/bench_sampler.py
 	.venv/bin/python benchmarks/bench_trl_callback.py

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up goodhartlab in ./.venv. Usage: scripts/setup.sh [--dev] [--bench]
-#   --dev    also installs the test tools and Debian's Chromium (the report's browser test).
-#   --bench  also installs the benchmarks' baselines (DeepMind's gridworlds as packaged for Gymnasium).
+#   --dev    also installs the test tools, the dist extra (Ray, MLflow's client, TensorBoard, pandas, pyarrow: CPU
+#            wheels only) and Debian's Chromium (the report's browser test).
+#   --bench  also installs the benchmarks' baselines (DeepMind's gridworlds as packaged for Gymnasium) and the dist
+#            extra (Ray, for benchmarks/bench_ray.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -32,7 +34,7 @@ for flag in "$@"; do
     esac
 done
 if $dev; then
-    pip install --quiet -e ".[rl,atari,llm,dev]"
+    pip install --quiet -e ".[rl,atari,llm,dist,dev]"
     if ! command -v chromium >/dev/null 2>&1; then
         if [ "$(id -u)" = 0 ]; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
@@ -46,5 +48,6 @@ else
     pip install --quiet -e ".[rl,llm]"
 fi
 if $bench; then
+    pip install --quiet -e ".[dist]"
     pip install --quiet --no-deps safety-gridworlds-gymnasium==2.0.4 pygame==2.6.1
 fi

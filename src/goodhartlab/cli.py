@@ -238,7 +238,8 @@ def _report(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from goodhartlab.lab.demo import run_demo
 
-    done = run_demo(args.out, workers=args.workers, progress=not args.quiet)
+    done = run_demo(args.out, workers=args.workers, backend=args.backend, address=args.address,
+                    progress=not args.quiet)
     _say_done(done.sweep)
     print(done.report.resolve())
     return 0
@@ -246,7 +247,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _say_done(sweep: Any) -> None:
     elsewhere = f", {sweep.elsewhere} left to another sweep running on the same store" if sweep.elsewhere else ""
-    print(f"{sweep.ran} runs done, {sweep.skipped} already in the store{elsewhere} ({sweep.seconds:.1f} s)",
+    retried = f", {sweep.retried} tried again after their worker died" if sweep.retried else ""
+    print(f"{sweep.ran} runs done, {sweep.skipped} already in the store{elsewhere}{retried} ({sweep.seconds:.1f} s)",
           file=sys.stderr)
 
 
@@ -281,8 +283,8 @@ def _run(args: argparse.Namespace) -> int:
     from goodhartlab.lab.study import run_studies
 
     spec = load_spec(args.spec, allow_import=args.allow_import)
-    done = run_studies(spec.runs, args.out, workers=args.workers, progress=not args.quiet,
-                       description=spec.study.study)
+    done = run_studies(spec.runs, args.out, workers=args.workers, backend=args.backend, address=args.address,
+                       progress=not args.quiet, description=spec.study.study)
     _say_done(done.sweep)
     print(done.report.resolve())
     return 0
@@ -345,7 +347,7 @@ def _bestofn(args: argparse.Namespace) -> int:
         label = (f"learned proxy ({cfg.proxy_pairs} pairs, {cfg.train_pool} samples each of "
                  f"{cfg.training_prompts} other prompts)")
     spec = RunSpec(study, f"{label}, {cfg.policy}", "bestofn", cfg, args.seed)
-    done = run_studies([spec], args.out, workers=1, progress=False)
+    done = run_studies([spec], args.out, workers=1, backend=args.backend, address=args.address, progress=False)
     result = done.results[spec.run_id]
     points, summary = result.curves["best-of-n"], result.summary
     output: dict[str, Any] = {
@@ -374,6 +376,31 @@ def _bestofn(args: argparse.Namespace) -> int:
         print(f"  best-of-n law: α = {fit['alpha']:.4g}, β = {fit['beta']:.4g}, fitted peak {peak}")
     print(f"  report: {done.report}")
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from goodhartlab.lab.export import export_store
+
+    exported = export_store(args.store, args.to, args.out)
+    if args.json:
+        print(json.dumps(exported.to_dict()))
+        return 0
+    skipped = f" ({exported.skipped} already there)" if exported.skipped else ""
+    print(f"exported {exported.runs} runs{skipped}, {exported.points} points as {exported.format} to {exported.target}",
+          file=sys.stderr)
+    print(exported.target)
+    return 0
+
+
+def _add_backend_flags(parser: argparse.ArgumentParser, *, workers: bool = True) -> None:
+    """--backend and --address (and --workers): where the runs compute."""
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local: worker processes of this machine; ray: tasks on a Ray cluster (default local)")
+    parser.add_argument("--address", default=None, help="with --backend ray: the cluster's address (HOST:PORT, "
+                        "ray://HOST:10001 or auto); default: a Ray started on this machine for the sweep")
+    if workers:
+        parser.add_argument("--workers", type=_count, default=None,
+                            help="runs at a time (default: 2 locally, the cluster's CPUs on Ray)")
 
 
 def _seed(text: str) -> int:
@@ -487,12 +514,13 @@ def build_parser() -> argparse.ArgumentParser:
     bestofn.add_argument("--seed", type=_seed, default=0)
     bestofn.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")
     bestofn.add_argument("--json", action="store_true", help="print the curve points and the fit as JSON")
+    _add_backend_flags(bestofn, workers=False)
     bestofn.set_defaults(handler=_bestofn)
 
     run = commands.add_parser("run", help="run the study a YAML spec describes, then write the report")
     run.add_argument("spec", help="YAML experiment spec (see examples/)")
     run.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")
-    run.add_argument("--workers", type=_count, default=2)
+    _add_backend_flags(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--allow-import", action="store_true",
                      help="let the spec's kind be a 'package.module:function' path: runs that module's code, so only "
@@ -501,9 +529,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the demo studies and write the report")
     demo.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the store and report")
-    demo.add_argument("--workers", type=_count, default=2)
+    _add_backend_flags(demo)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(handler=_demo)
+
+    export = commands.add_parser("export", help="export a results store to Parquet, CSV, MLflow or TensorBoard")
+    export.add_argument("--to", required=True, choices=("parquet", "csv", "mlflow", "tensorboard"))
+    export.add_argument("--store", default=str(DEFAULT_OUT / "results.sqlite"))
+    export.add_argument("--out", default=None, help="a folder (MLflow: also a tracking URI); default: beside the "
+                        "store, named for the format (parquet, csv, mlruns, tensorboard)")
+    export.add_argument("--json", action="store_true", help="print one JSON object")
+    export.set_defaults(handler=_export)
     return parser
 
 
@@ -515,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (RunLogError, FitError, FileNotFoundError, ValueError, RunFailed) as error:
+    except (RunLogError, FitError, FileNotFoundError, ValueError, RunFailed, ImportError) as error:
         print(f"goodhartlab {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except OSError as error:  # a disk full, a folder that cannot be written

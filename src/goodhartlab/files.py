@@ -48,10 +48,30 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], objec
                 if not target.exists():
                     raise
         else:
-            staged.replace(target)
+            _replace(staged, target)
     finally:
         remove(staged)
     return target
+
+
+def _replace(staged: Path, target: Path) -> None:
+    """`staged` becomes `target`. A folder cannot be renamed over a folder that holds files, so the old one is
+    moved aside first and removed after: a reader sees the old folder, then (for a moment) none, then the new."""
+    try:
+        staged.replace(target)
+        return
+    except OSError:
+        if not (staged.is_dir() and target.is_dir() and not target.is_symlink()):
+            raise
+    old = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.old.partial")
+    remove(old)
+    target.rename(old)
+    try:
+        staged.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    remove(old)
 
 
 def remove(path: Path) -> None:

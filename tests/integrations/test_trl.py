@@ -359,3 +359,42 @@ def test_a_run_folder_averages_equal_kl_and_needs_two_gold_levels_for_a_curve(tm
     points = read_run_log(callback.run_log).curve_points()
     assert points.pressure == [0.0, 1.5] and points.proxy == [2.0, 6.0]
     assert points.gold == [pytest.approx(0.3), 0.1]
+
+
+def test_the_callback_writes_the_scalars_an_export_of_its_run_writes(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from goodhartlab.lab.export import export_store
+
+    callback = OveroptimizationCallback(tmp_path / "run", gold=CappedExclamations(), gold_every=1,
+                                        tensorboard=tmp_path / "tb", mlflow=str(tmp_path / "mlruns"))
+    begin(callback)
+    for step, (kl, gold) in enumerate([(0.5, 0.25), (1.0, None), (2.0, 0.75)], start=1):
+        log(callback, {"loss": 0.0, "reward": float(step), "kl": kl / 10, "completions/mean_length": 10.0,
+                       "rewards/gold/mean": gold}, step)
+    state = TrainerState()
+    state.global_step = 3
+    callback.on_train_end(grpo_args(Path("unused")), state, TrainerControl())
+
+    live = EventAccumulator(str(tmp_path / "tb"))
+    live.Reload()
+    assert sorted(live.Tags()["scalars"]) == ["rl/gold", "rl/kl", "rl/proxy"]
+    assert [(e.step, e.value) for e in live.Scalars("rl/gold")] == [(1, 0.25), (3, 0.75)]  # no gold at step 2
+    assert [(e.step, round(e.value, 6)) for e in live.Scalars("rl/kl")] == [(1, 0.5), (2, 1.0), (3, 2.0)]
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("goodhartlab").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "rl/proxy")] == [(1, 1.0), (2, 2.0),
+                                                                                                  (3, 3.0)]
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        store.add_run_dir(tmp_path / "run")
+    export_store(tmp_path / "r.sqlite", "tensorboard", str(tmp_path / "exported"))
+    (folder,) = (tmp_path / "exported" / "trl").glob("*/seed-*")
+    exported = EventAccumulator(str(folder))
+    exported.Reload()
+    assert sorted(exported.Tags()["scalars"]) == sorted(live.Tags()["scalars"])  # the same names, live and exported

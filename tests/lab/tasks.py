@@ -21,6 +21,28 @@ def no_gold_task(config: dict[str, Any], seed: int) -> RunResult:
     return RunResult({"proxy vs true": CurvePoints([1.0, 2.0, 3.0], [0.5, 0.7, 0.9], [None, None, None], "steps")})
 
 
+def odd_names_task(config: dict[str, Any], seed: int) -> RunResult:
+    """A curve whose name MLflow cannot take as it is (√), on a √KL axis, with a proxy that was NaN."""
+    return RunResult({"gold win rate vs √KL": CurvePoints([0.0, 0.5, 1.25], [0.1, float("nan"), 0.3 + seed],
+                                                         [0.5, 0.625, 0.4], "sqrt_kl")})
+
+
+def threads_task(config: dict[str, Any], seed: int) -> RunResult:
+    """The threads a run was given: OpenMP's setting, NumPy's BLAS (where threadpoolctl can say) and torch's."""
+    import os
+
+    import torch
+
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = max((pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"), default=None)
+    except ImportError:
+        blas = None
+    summary = {"omp": os.environ.get("OMP_NUM_THREADS"), "torch": torch.get_num_threads(), "blas": blas}
+    return RunResult({"threads": CurvePoints([0.0], [0.0], [0.0])}, summary)
+
+
 def failing_task(config: dict[str, Any], seed: int) -> RunResult:
     raise RuntimeError("planted failure")
 
@@ -36,6 +58,32 @@ def killed_task(config: dict[str, Any], seed: int) -> RunResult:
 
 def exiting_task(config: dict[str, Any], seed: int) -> RunResult:
     raise SystemExit(3)
+
+
+def dies_once_task(config: dict[str, Any], seed: int) -> RunResult:
+    """A run whose first try is killed (the file `config["marker"]` is made then), and whose retry finishes."""
+    import os
+    import signal
+    from pathlib import Path
+
+    marker = Path(config["marker"])
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return bestofn_task({}, seed)
+
+
+def logged_task(config: dict[str, Any], seed: int) -> RunResult:
+    """A run that says it started (a line "seed pid" in `config["log"]`, its pid in `<log>.<seed>.pid`), then
+    sleeps, then returns a curve: the tests count tries and kill the process running a given seed."""
+    import os
+    from pathlib import Path
+
+    log = Path(config["log"])
+    with log.open("a") as handle:
+        handle.write(f"{seed} {os.getpid()}\n")
+    Path(f"{log}.{seed}.pid").write_text(str(os.getpid()))
+    return bestofn_task({"sleep": config.get("sleep", 0.0)}, seed)
 
 
 def sweep(store: str, runs: int, sleep: float) -> list:

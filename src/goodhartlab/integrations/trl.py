@@ -9,9 +9,13 @@
         args=GRPOConfig(beta=0.04, reward_weights=[1.0, 0.0], logging_steps=1, ...))
     trainer.train()   # runs/grpo/runlog.jsonl grows one row per logging step
 
-The callback writes files and nothing else: `runlog.jsonl` (what `goodhartlab fit` reads), `samples.jsonl`,
-`summary.json` and `config.json` (the trainer's arguments). To see the run in a report beside other
-studies, add its folder to a results store: `goodhartlab report --add runs/grpo`.
+The callback writes files: `runlog.jsonl` (what `goodhartlab fit` reads), `samples.jsonl`, `summary.json`
+and `config.json` (the trainer's arguments). To see the run in a report beside other studies, add its
+folder to a results store: `goodhartlab report --add runs/grpo`. Asked, it also writes its KL, proxy and
+gold as scalars to TensorBoard (`tensorboard="runs/tb"`) or MLflow (`mlflow=True`: the run TRL's own
+`report_to="mlflow"` opened, else a new one), under the tags `goodhartlab export` gives the same run
+(`<curve>/kl`, `<curve>/proxy`, `<curve>/gold`; `goodhartlab.integrations.trackers`), beside whatever
+TRL's `report_to` logs.
 
 Why gold is a reward function with weight 0: that is the way TRL's maintainers endorse for an
 evaluation-only reward (huggingface/trl#3018). TRL computes and logs it as `rewards/gold/mean`
@@ -48,6 +52,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from goodhartlab.detect.monitor import Monitor
 from goodhartlab.detect.rows import RunContext
 from goodhartlab.files import write_atomically
+from goodhartlab.integrations.trackers import MlflowScalars, ScalarWriter, TensorBoardScalars, scalar_tag
 from goodhartlab.measure.kl import KL_UNITS, KLUnit, to_nats_per_sequence
 from goodhartlab.measure.runlog import (
     TRL_ENTROPY_KEY,
@@ -245,12 +250,18 @@ class OveroptimizationCallback(TrainerCallback):
         default set with the benchmark's thresholds). Each alarm goes to `<output_dir>/alarms.jsonl` with the gold
         samples nearest it, and to `self.alarms`.
     stop_on_alarm: stop training at the first alarm (TRL's `should_training_stop`).
+    tensorboard: a folder to write the scalars to as TensorBoard events (needs tensorboard).
+    mlflow: True to write them to the active MLflow run (else a new one at MLflow's tracking URI), or a
+        tracking URI or folder to write a new run there (needs mlflow-skinny).
+    writers: further `ScalarWriter`s to hand each step's scalars to (yours to close).
     """
 
     def __init__(self, output_dir: str | os.PathLike[str], *, gold: Scorer | ScorerReward | None = None,
                  gold_every: int = 10, keep_samples: int | None = None, keys: LogKeys | None = None,
                  seed: int | None = None, fit: bool = True, curve: str = "rl",
-                 monitor: Monitor | Sequence[str] | bool | None = None, stop_on_alarm: bool = False) -> None:
+                 monitor: Monitor | Sequence[str] | bool | None = None, stop_on_alarm: bool = False,
+                 tensorboard: str | os.PathLike[str] | None = None, mlflow: bool | str | None = None,
+                 writers: Sequence[ScalarWriter] = ()) -> None:
         self.keys = keys or LogKeys()
         self.gold_reward: ScorerReward | None
         if isinstance(gold, ScorerReward):
@@ -287,6 +298,9 @@ class OveroptimizationCallback(TrainerCallback):
         self._samples_file: Any = None
         self._samples_taken = 0  # of self.gold_reward.samples, already in self.samples
         self._trainer_config = ""
+        self.tensorboard, self.mlflow = tensorboard, mlflow
+        self.writers: list[ScalarWriter] = list(writers)
+        self._made_writers: list[ScalarWriter] = []
 
     @property
     def run_log(self) -> Path:
@@ -325,6 +339,7 @@ class OveroptimizationCallback(TrainerCallback):
             self.monitor.start(RunContext(environment=self._trainer_config))  # a live stream: signals unknown
             self.alarms = []
             self.alarm_log.write_text("", encoding="utf-8")
+        self._open_writers(args)
         config = json.loads(args.to_json_string()) if hasattr(args, "to_json_string") else {}
         text = json.dumps({"trainer": self._trainer_config, "seed": self.seed, "curve": self.curve,
                            "args": config}, indent=1, sort_keys=True)
@@ -343,11 +358,16 @@ class OveroptimizationCallback(TrainerCallback):
         self._write_new_samples()
         if self.monitor is not None and self._watch(row) and self.stop_on_alarm:
             control.should_training_stop = True
+        scalars = {scalar_tag(self.curve, "kl"): row["kl"], scalar_tag(self.curve, "proxy"): row["proxy"],
+                   scalar_tag(self.curve, "gold"): row["gold"]}
+        for writer in [*self.writers, *self._made_writers]:
+            writer.write(scalars, row["step"])
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                      **kwargs: Any) -> None:
         self._write_new_samples()  # batches scored after the last logging step
         self._close_logs()
+        self._close_writers()
         if not state.is_world_process_zero:
             return
         self.summary = self.summarize()
@@ -383,6 +403,21 @@ class OveroptimizationCallback(TrainerCallback):
         self.samples.extend(new)
         self._samples_file.writelines(json.dumps(sample) + "\n" for sample in new)
         self._samples_file.flush()
+
+    def _open_writers(self, args: Any) -> None:
+        """The TensorBoard and MLflow writers asked for, imported only now."""
+        self._close_writers()
+        if self.tensorboard is not None:
+            self._made_writers.append(TensorBoardScalars(self.tensorboard))
+        if self.mlflow:
+            target = None if self.mlflow is True else str(self.mlflow)
+            self._made_writers.append(MlflowScalars(tracking_uri=target, experiment="goodhartlab",
+                                                    run_name=getattr(args, "run_name", None)))
+
+    def _close_writers(self) -> None:
+        for writer in self._made_writers:
+            writer.close()
+        self._made_writers = []
 
     def _close_logs(self) -> None:
         for handle in (self._file, self._samples_file):

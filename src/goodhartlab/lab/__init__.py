@@ -1,4 +1,5 @@
-"""Experiments: study kinds, specs, the results store, the resumable runner and the HTML report.
+"""Experiments: study kinds, specs, the results store, the resumable runner and its backends, exports and the HTML
+report.
 
 Nothing is imported until asked for, so `import goodhartlab.lab.store` does not load the report's
 matplotlib or the runner's rich.
@@ -15,6 +16,7 @@ _EXPORTS = {
     "run_sweep": "goodhartlab.lab.runner", "build_report": "goodhartlab.lab.report",
     "load_spec": "goodhartlab.lab.spec", "run_studies": "goodhartlab.lab.study",
     "KINDS": "goodhartlab.lab.registry", "study_kind": "goodhartlab.lab.registry",
+    "export_store": "goodhartlab.lab.export", "open_backend": "goodhartlab.lab.backends",
 }
 __all__ = sorted(_EXPORTS)
 

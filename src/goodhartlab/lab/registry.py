@@ -8,7 +8,7 @@ name; a spec that names an import path instead runs user code, and only when the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +23,34 @@ class KindError(ValueError):
     """A study kind that is not registered, or an import path that may not or cannot be used."""
 
 
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one run needs of a machine: a scheduler (Ray) places it where these are free, and gives it as many
+    threads as CPUs."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    memory: int = 0
+    """Bytes; 0 declares nothing (Ray then counts no memory against the node)."""
+
+    def describe(self) -> str:
+        parts = [f"{self.num_cpus:g} CPU{'s' if self.num_cpus != 1 else ''}"]
+        if self.num_gpus:
+            parts.append(f"{self.num_gpus:g} GPU{'s' if self.num_gpus != 1 else ''}")
+        if self.memory:
+            parts.append(f"{self.memory / GIB:.1f} GiB of memory")
+        return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class StudyKind:
     """One kind of study. `config` and `run` (and `prepare`) are 'module:name' paths; `prepare`, if any, is
-    called once in the parent process with the pending runs' (config, seed) before a sweep, to do shared
-    work there (sample the pools the variants share) rather than in every worker."""
+    called once before a sweep with the pending runs' (config, seed), to do shared work there (sample the
+    pools the variants share) rather than in every run. `num_cpus`, `num_gpus` and `memory_gib` are what
+    one run needs; a config whose `device` is 'cuda' needs a GPU as well (`resources`)."""
 
     name: str
     config: str | None
@@ -36,6 +59,17 @@ class StudyKind:
     description: str = ""
     registered: bool = True
     """False for a user's 'package.module:function' kind, imported only where the user allows it."""
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    memory_gib: float = 0.0
+
+    def resources(self, config: Any) -> Resources:
+        """What a run of this kind with `config` needs: the kind's declaration, and one GPU for `device: cuda`."""
+        gpus = self.num_gpus
+        device = config.get("device") if isinstance(config, Mapping) else getattr(config, "device", None)
+        if device == "cuda":
+            gpus = max(gpus, 1.0)
+        return Resources(self.num_cpus, gpus, int(self.memory_gib * GIB))
 
     def config_class(self) -> type | None:
         if self.config is None:
@@ -85,14 +119,15 @@ KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (
               description="a detection-benchmark run: GRPO on a loophole proxy, or its healthy twin on gold"),
     StudyKind("bestofn", "goodhartlab.text.bestofn:BestOfNConfig", "goodhartlab.text.bestofn:bestofn_study",
               prepare="goodhartlab.text.bestofn:prepare_pools",
-              description="best-of-n on a language model against a lexicon or learned proxy"),
+              description="best-of-n on a language model against a lexicon or learned proxy", memory_gib=2),
     StudyKind("grpo", "goodhartlab.text.grpo:GRPOStudyConfig", "goodhartlab.text.grpo:grpo_study",
-              description="GRPO or RLOO (TRL) against a proxy, gold as a weight-0 reward"),
+              description="GRPO or RLOO (TRL) against a proxy, gold as a weight-0 reward", memory_gib=4),
     StudyKind("direct_alignment", "goodhartlab.text.direct_alignment:DirectAlignmentConfig",
               "goodhartlab.text.direct_alignment:direct_alignment_study",
-              description="DPO, IPO or SLiC (TRL) on proxy-labelled pairs, gold win rate against √KL"),
+              description="DPO, IPO or SLiC (TRL) on proxy-labelled pairs, gold win rate against √KL", memory_gib=4),
     StudyKind("kl_limits", "goodhartlab.text.kl_limits:KLLimitsConfig", "goodhartlab.text.kl_limits:kl_limits_study",
-              description="the teacher agent under a total KL budget or a per-token penalty (Cohen et al.)"),
+              description="the teacher agent under a total KL budget or a per-token penalty (Cohen et al.)",
+              memory_gib=4),
 )}
 RENAMED = {"bestofn_study": "bestofn", "rl_study": "grpo", "direct_alignment_study": "direct_alignment"}
 """Kinds known under an earlier name: still read, with a note to use the new one."""

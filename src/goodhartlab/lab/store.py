@@ -11,6 +11,7 @@ without mixing new runs into it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -143,7 +144,13 @@ def run_id(study: str, kind: str, config: Mapping[str, Any], seed: int,
 
 
 def environment() -> dict[str, Any]:
-    """What a reader needs to reproduce a number: interpreter, platform, key package versions."""
+    """What a reader needs to reproduce a number: interpreter, platform, key package versions (of the process
+    that computed the run: a worker, a Ray node)."""
+    return dict(_environment())
+
+
+@functools.cache
+def _environment() -> dict[str, Any]:
     versions = {}
     for package in ("goodhartlab", "numpy", "scipy", "torch", "transformers", "trl", "gymnasium"):
         try:
@@ -285,9 +292,10 @@ class ResultsStore:
             return {row[0] for row in self._connection.execute("SELECT run_id FROM runs")}
 
     def save_run(self, identifier: str, study: StudyInfo, variant: str, kind: str, config: Mapping[str, Any],
-                 seed: int, result: RunResult, duration_s: float) -> bool:
+                 seed: int, result: RunResult, duration_s: float, where: Mapping[str, Any] | None = None) -> bool:
         """Store a finished run, its points, and its study's row if this is the study's first run, in one
-        transaction; False if the run was already there (another process stored it first)."""
+        transaction; False if the run was already there (another process stored it first). `where` is the
+        environment of the process that computed it (default: this one's)."""
         summary = json.dumps(result.summary, default=_jsonable, allow_nan=True)
         with self._transaction() as db:
             db.execute("INSERT OR IGNORE INTO studies VALUES (?, ?, ?, ?)",
@@ -295,7 +303,8 @@ class ResultsStore:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (identifier, study.study, variant, kind, json.dumps(dict(config), sort_keys=True), seed,
-                 json.dumps(environment()), summary, duration_s, time.strftime("%Y-%m-%dT%H:%M:%S")))
+                 json.dumps(dict(where) if where is not None else environment()), summary, duration_s,
+                 time.strftime("%Y-%m-%dT%H:%M:%S")))
             if cursor.rowcount == 0:
                 return False
             db.executemany(
@@ -423,11 +432,59 @@ class ResultsStore:
                 "SELECT curve, pressure, nonfinite FROM points WHERE run_id = ? AND nonfinite IS NOT NULL "
                 "ORDER BY curve, idx", (run,))]
 
+    def to_pandas(self) -> StoreFrames:
+        """The store as tidy pandas frames: `runs`, one row per finished run with its config flattened into
+        `config.<field>` columns (nested fields dotted: `config.agent.lr`), and `points`, one row per curve point
+        (run_id, study, variant, seed, curve, idx, pressure, pressure_kind, proxy, gold; a value that was not
+        finite, or not measured, is NaN)."""
+        import pandas as pd
+
+        rows = []
+        for run in self.runs():
+            row: dict[str, Any] = {"run_id": run.run_id, "study": run.study, "variant": run.variant, "kind": run.kind,
+                                   "seed": run.seed, "duration_s": run.duration_s,
+                                   "host": run.environment.get("host"), "node_id": run.environment.get("node_id")}
+            row.update({f"config.{name}": value for name, value in flat_config(run.config).items()})
+            rows.append(row)
+        fixed = ["run_id", "study", "variant", "kind", "seed", "duration_s", "host", "node_id"]
+        runs = pd.DataFrame(rows, columns=fixed + sorted({c for row in rows for c in row} - set(fixed)))
+        columns = ["run_id", "study", "variant", "seed", "curve", "idx", "pressure", "pressure_kind", "proxy", "gold"]
+        with self._damage_named():
+            found = self._connection.execute(
+                "SELECT p.run_id, r.study, r.variant, r.seed, p.curve, p.idx, p.pressure, p.pressure_kind, p.proxy, "
+                "p.gold FROM points p JOIN runs r ON r.run_id = p.run_id ORDER BY r.rowid, p.curve, p.idx").fetchall()
+        points = pd.DataFrame(found, columns=columns).astype({"proxy": "float64", "gold": "float64",
+                                                              "pressure": "float64"})
+        return StoreFrames(runs, points)
+
     def result(self, run: str) -> RunResult:
         """A stored run as the study returned it (non-finite values as None)."""
         with self._damage_named():
             (summary,) = self._connection.execute("SELECT summary FROM runs WHERE run_id = ?", (run,)).fetchone()
             return RunResult(self.points(run), _json_mapping(summary))
+
+
+@dataclass(frozen=True)
+class StoreFrames:
+    """`ResultsStore.to_pandas()`: the runs and their points as pandas DataFrames."""
+
+    runs: Any
+    points: Any
+
+
+def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A stored config as one level of dotted names (`agent.lr`); lists, and empty mappings, as JSON text, so
+    every value is a number, a string, a boolean or None (a table cell, an MLflow param)."""
+    flat: dict[str, Any] = {}
+    for name, value in config.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_config(value, f"{key}."))
+        elif isinstance(value, Mapping | list | tuple):
+            flat[key] = json.dumps(value, sort_keys=True, default=str)
+        else:
+            flat[key] = value
+    return flat
 
 
 def _alive(pid: int) -> bool:

@@ -1,10 +1,12 @@
 """Running studies, the one sequence `run`, `bestofn` and `demo` share: check the store, prepare, sweep,
 report.
 
-The store lives in `out/results.sqlite` and the report in `out/report.html`. Before anything runs, each
-run is held against what the store already has: a variant stored with other settings (an edited spec
-run again into the same folder) is refused rather than averaged into one curve. Kinds that declare a
-preparation (best-of-n's shared pools) do it once, in this process, for the runs still to do.
+The store lives in `out/results.sqlite` and the report in `out/report.html`. Before anything runs, the
+backend is opened and holds the runs against what it can place (Ray: a GPU run on a cluster without
+GPUs is refused), and each run is held against what the store already has: a variant stored with other
+settings (an edited spec run again into the same folder) is refused rather than averaged into one curve.
+Kinds that declare a preparation (best-of-n's shared pools) do it once for the runs still to do: in this
+process locally, as one task on a Ray cluster.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from goodhartlab.lab.registry import study_kind
+from goodhartlab.lab.backends import Backend
 from goodhartlab.lab.report import build_report
-from goodhartlab.lab.runner import RunFailed, RunSpec, SweepSummary, run_sweep
+from goodhartlab.lab.runner import RunFailed, RunSpec, SweepSummary, run_sweep, using_backend
 from goodhartlab.lab.store import ResultsStore, StoreError
 from goodhartlab.results import RunResult
 
@@ -94,33 +96,35 @@ def _ordered(runs: Sequence[RunSpec]) -> list[RunSpec]:
     return ordered
 
 
-def prepare(runs: Sequence[RunSpec]) -> None:
-    """Each kind's preparation, once, for its runs."""
+def prepare(runs: Sequence[RunSpec], backend: Backend) -> None:
+    """Each kind's preparation, once, for its runs, where the backend computes."""
     by_kind: dict[str, list[tuple[Any, int]]] = defaultdict(list)
     for run in runs:
         by_kind[run.kind].append((run.config, run.seed))
     for kind, pending in by_kind.items():
-        preparation = study_kind(kind, allow_import=True).preparation()
-        if preparation is not None:
-            preparation(pending)
+        backend.prepare(kind, pending)
 
 
-def run_studies(runs: Sequence[RunSpec], out: str | Path, *, workers: int = 2, progress: bool = True,
+def run_studies(runs: Sequence[RunSpec], out: str | Path, *, workers: int | None = None,
+                backend: str | Backend = "local", address: str | None = None, progress: bool = True,
                 description: str = "runs") -> StudiesDone:
-    """Run what the store in `out` lacks, then write the report; a failed run is raised (RunFailed) after
-    every other run is stored and the report is written."""
+    """Run what the store in `out` lacks on `backend` ('local' or 'ray'; `address`: a Ray cluster's), then write
+    the report; a failed run is raised (RunFailed) after every other run is stored and the report is written."""
     folder = output_folder(out)
     store_path = folder / STORE
     runs = _ordered(runs)
-    with ResultsStore(store_path) as store:
-        check_against_store(store, runs)
-        done = store.finished_ids()
-    prepare([run for run in runs if run.run_id not in done])
-    failure: RunFailed | None = None
-    try:
-        sweep = run_sweep(runs, store_path, workers=workers, progress=progress, description=description)
-    except RunFailed as error:
-        failure, sweep = error, SweepSummary(0, 0, 0.0)
+    with using_backend(backend, address) as computer:
+        computer.check(runs)  # a backend that cannot run these fails here, before the store is made
+        with ResultsStore(store_path) as store:
+            check_against_store(store, runs)
+            done = store.finished_ids()
+        prepare([run for run in runs if run.run_id not in done], computer)
+        failure: RunFailed | None = None
+        try:
+            sweep = run_sweep(runs, store_path, workers=workers, backend=computer, progress=progress,
+                              description=description)
+        except RunFailed as error:
+            failure, sweep = error, SweepSummary(0, 0, 0.0)
     report = build_report(store_path, folder / REPORT)
     if failure is not None:
         raise RunFailed(f"{failure}; the report is {report}")

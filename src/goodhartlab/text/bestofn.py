@@ -21,8 +21,8 @@ import numpy as np
 from goodhartlab.config import ConfigError, above, at_least, config_dict, one_of
 from goodhartlab.results import CurvePoints, RunResult
 from goodhartlab.rewards.bradley_terry import available_pairs
-from goodhartlab.text.models import SMOLLM2
-from goodhartlab.text.pools import Device, PoolSampler, SampleDtype, SamplingSettings, word_counts
+from goodhartlab.text.models import SMOLLM2, Device
+from goodhartlab.text.pools import PoolSampler, SampleDtype, SamplingSettings, word_counts
 from goodhartlab.text.proxies import LEARNED, PROXIES
 from goodhartlab.text.tasks import TASKS, resolve_task
 

@@ -36,7 +36,7 @@ import numpy as np
 from goodhartlab.config import ConfigError, above, at_least, config_dict, non_empty, one_of
 from goodhartlab.results import CurvePoints, RunResult
 from goodhartlab.rewards.scorer import Scorer, checked_scores
-from goodhartlab.text.models import SMOLLM2
+from goodhartlab.text.models import SMOLLM2, Device
 from goodhartlab.text.proxies import LEXICONS
 from goodhartlab.text.sampling import positions_from_mask
 from goodhartlab.text.tasks import TASKS, Task, resolve_task
@@ -62,6 +62,9 @@ class DirectAlignmentConfig:
     max_new_tokens: int = 32
     sample_batch_size: int = 64  # sequences per generation or scoring forward pass
     r2_pairs: int = 32  # training pairs whose chosen and rejected also enter `length_r2_pairs`; 0 skips it
+    # where policy and reference run: cpu, cuda or auto (CUDA when torch sees one); on CUDA with bfloat16 support
+    # training uses bfloat16 mixed precision. On a Ray cluster 'cuda' asks for a GPU.
+    device: Device = "auto"
 
     def __post_init__(self) -> None:
         task = resolve_task(self.task)
@@ -152,12 +155,14 @@ def sequence_log_probs(model: Any, input_ids: Any, attention_mask: Any, target_m
     Position ids follow the attention mask, so a left-padded row is scored as if it were unpadded."""
     import torch
 
+    device = next(model.parameters()).device  # the batches are built on the CPU; the model may be on a GPU
+    input_ids, attention_mask, target_mask = (t.to(device) for t in (input_ids, attention_mask, target_mask))
     with torch.no_grad():
         positions = positions_from_mask(attention_mask)
         logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits
         log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         taken = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-        return (taken * target_mask[:, 1:]).numpy().astype(np.float64)
+        return (taken * target_mask[:, 1:]).cpu().numpy().astype(np.float64)
 
 
 def _padded(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[Any, Any, Any]:
@@ -300,12 +305,14 @@ def direct_alignment_study(cfg: DirectAlignmentConfig, seed: int) -> RunResult:
     from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    from goodhartlab.text.models import load_policy, without_activation_checkpointing
+    from goodhartlab.text.models import bf16_on, load_policy, resolve_device, without_activation_checkpointing
     from goodhartlab.text.tasks import policy_prompts
 
+    device = resolve_device(cfg.device)
     source: Task = resolve_task(cfg.task)
     proxy, gold = source.proxy(cfg.proxy), source.gold()
     model, tokenizer = load_policy(cfg.policy)
+    model.to(device)  # sampling the pairs and the reference happens before the trainer would move it
     prompts = policy_prompts(source, source.prompts(cfg.pairs + cfg.eval_prompts, seed=seed), tokenizer)
     train_prompts, eval_prompts = prompts[: cfg.pairs], prompts[cfg.pairs:]
     reference = copy.deepcopy(model).eval()
@@ -340,7 +347,8 @@ def direct_alignment_study(cfg: DirectAlignmentConfig, seed: int) -> RunResult:
         args = DPOConfig(output_dir=output_dir, loss_type=[cfg.loss], beta=cfg.beta,
                          learning_rate=cfg.learning_rate, lr_scheduler_type="constant", num_train_epochs=1,
                          per_device_train_batch_size=cfg.train_batch_size, gradient_accumulation_steps=1,
-                         use_cpu=True, bf16=False, fp16=False, **without_activation_checkpointing(),
+                         use_cpu=device == "cpu", bf16=bf16_on(device), fp16=False,
+                         **without_activation_checkpointing(),
                          logging_steps=max(1, planned // 16), save_strategy="no", report_to="none", seed=seed,
                          data_seed=seed, dataloader_num_workers=0)
         trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=dataset,

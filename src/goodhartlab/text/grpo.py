@@ -22,7 +22,7 @@ from typing import Any, Literal
 from goodhartlab.config import ConfigError, above, at_least, config_dict, one_of
 from goodhartlab.results import CurvePoints, RunResult
 from goodhartlab.rewards.scorer import Scorer
-from goodhartlab.text.models import SMOLLM2
+from goodhartlab.text.models import SMOLLM2, Device, resolve_device
 from goodhartlab.text.proxies import LEARNED, PROXIES
 from goodhartlab.text.tasks import TASKS, resolve_task
 
@@ -53,6 +53,9 @@ class GRPOStudyConfig:
     proxy_pairs: int = 256
     train_prompts: int = 0  # prompts (disjoint from the ones trained on) its pairs come from; 0: one per pair
     train_pool: int = 2
+    # where the policy trains: cpu, cuda or auto (CUDA when torch sees one); on CUDA with bfloat16 support it trains
+    # in bfloat16 mixed precision. On a Ray cluster 'cuda' asks for a GPU.
+    device: Device = "auto"
 
     def __post_init__(self) -> None:
         resolve_task(self.task)
@@ -92,7 +95,8 @@ class GRPOStudyConfig:
 
         return BestOfNConfig(task=self.task, proxy=LEARNED, policy=self.policy, prompts=self.prompts,
                              max_new_tokens=self.max_completion_length, temperature=self.temperature,
-                             proxy_pairs=self.proxy_pairs, train_prompts=self.train_prompts, train_pool=self.train_pool)
+                             proxy_pairs=self.proxy_pairs, train_prompts=self.train_prompts, train_pool=self.train_pool,
+                             device=self.device)
 
 
 def grpo_study(cfg: GRPOStudyConfig, seed: int) -> RunResult:
@@ -115,16 +119,16 @@ def grpo_study(cfg: GRPOStudyConfig, seed: int) -> RunResult:
 
 def train_grpo(cfg: GRPOStudyConfig, seed: int, *, prompts: list[str], proxy: Scorer, gold: Scorer) -> RunResult:
     """Train `cfg.policy` with TRL against `proxy`, measuring `gold` every `cfg.gold_every` steps."""
-    import torch
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     from goodhartlab.integrations.trl import KEEP_SAMPLES, LogKeys, OveroptimizationCallback, ScorerReward
     from goodhartlab.measure.runlog import RunLogError, read_run_log, reward_function_key
-    from goodhartlab.text.models import load_policy, without_activation_checkpointing
+    from goodhartlab.text.models import bf16_on, load_policy, without_activation_checkpointing
 
     if not prompts:
         raise ValueError("no prompts to train on")
+    device = resolve_device(cfg.device)
     # Loaded by name or folder, so TRL can rebuild the reference model from `config.name_or_path`.
     model, tokenizer = load_policy(cfg.policy)
     with tempfile.TemporaryDirectory(prefix="goodhartlab-rl-") as scratch:
@@ -138,7 +142,7 @@ def train_grpo(cfg: GRPOStudyConfig, seed: int, *, prompts: list[str], proxy: Sc
             max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, top_k=0, top_p=1.0,
             reward_weights=[1.0, 0.0], logging_steps=1, save_strategy="no", report_to="none", seed=seed,
             data_seed=seed, disable_dropout=True, **without_activation_checkpointing(),
-            bf16=bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()))
+            use_cpu=device == "cpu", bf16=bf16_on(device))
         common: dict[str, Any] = dict(
             model=model, processing_class=tokenizer, callbacks=[callback],
             reward_funcs=[ScorerReward(proxy, name="proxy"), gold_reward],

@@ -4,7 +4,7 @@ the MiniLM sentence encoder, and the policy's own features of a text."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -17,6 +17,31 @@ SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # the Hub name is not among them: online it means the Hub's full-precision weights, not the 4-bit asset
 OFFLINE_POLICIES = {SMOLLM2: "smollm2-135m-instruct-gguf"}
+
+
+Device = Literal["auto", "cpu", "cuda"]
+"""Where a text study's model runs: cpu, cuda, or auto (CUDA when torch sees one). On a Ray cluster, 'cuda' is
+what asks the scheduler for a GPU."""
+
+
+def resolve_device(device: Device) -> str:
+    """'cpu' or 'cuda' for a config's `device`; 'cuda' where torch sees no CUDA device is an error that says why."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        build = f"torch {torch.__version__} is a CPU build" if torch.version.cuda is None else "no GPU is visible"
+        raise ValueError(f"device 'cuda' was asked for but torch sees no CUDA device ({build}); install the CUDA "
+                         "build of torch on a GPU machine, or use device 'auto' or 'cpu'")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def bf16_on(device: str) -> bool:
+    """Whether training on `device` should use bfloat16 mixed precision: on a CUDA device that supports it."""
+    import torch
+
+    return device == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 class PolicyLoadError(ValueError):

@@ -25,9 +25,9 @@ import numpy as np
 
 from goodhartlab.files import write_atomically
 from goodhartlab.rewards.scorer import Scorer
+from goodhartlab.text.models import Device, resolve_device
 
 SampleDtype = Literal["bfloat16", "float32"]
-Device = Literal["auto", "cpu", "cuda"]
 JOURNAL_SUFFIX = ".batches.jsonl"  # a pool's batches while it is being sampled
 PROGRESS_EVERY_S = 30.0  # a long step reports at most this often
 # responses scored or encoded at a time, so a long step can report: a multiple of the encoders'
@@ -48,14 +48,7 @@ class SamplingSettings:
 
     def resolved_device(self) -> str:
         """'cpu' or 'cuda': `auto` is CUDA when torch sees one."""
-        import torch
-
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; install the CUDA build "
-                             "of torch, or use device 'auto' or 'cpu'")
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
+        return resolve_device(self.device)
 
 
 def _say(message: str) -> None:

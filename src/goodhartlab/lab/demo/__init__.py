@@ -28,5 +28,7 @@ def demo_runs() -> list[RunSpec]:
     return runs
 
 
-def run_demo(out_dir: str | Path, *, workers: int = 2, progress: bool = True) -> StudiesDone:
-    return run_studies(demo_runs(), out_dir, workers=workers, progress=progress, description="demo runs")
+def run_demo(out_dir: str | Path, *, workers: int | None = None, backend: str = "local", address: str | None = None,
+             progress: bool = True) -> StudiesDone:
+    return run_studies(demo_runs(), out_dir, workers=workers, backend=backend, address=address, progress=progress,
+                       description="demo runs")
