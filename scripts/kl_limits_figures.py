@@ -5,7 +5,8 @@
 Reads the runs of the studies `kl-limits` and `kl-limits-budgets` from the store that
 `goodhartlab run examples/kl-limits.yaml --out goodhartlab-out/kl-limits` writes, keeps their summaries in
 docs/data/kl-limits-runs.json (so the page's numbers have a source in the repository; without a store the figures
-are drawn from that file), draws docs/figures/kl-limits-*.png and prints the tables: means over seeds with 95% t-intervals (over the seeds' means).
+are drawn from that file), draws docs/figures/kl-limits-*.png and prints the tables: means over seeds with 95%
+t-intervals (over the seeds' means).
 """
 
 from __future__ import annotations

@@ -212,8 +212,10 @@ def _detect_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1))
         return 0
     for row in rows:
-        record = "" if row["benchmark"] is None else f"  AUROC {row['benchmark']['auroc']}"
-        print(f"{row['detector']:26s} {row['access']}  {row['family']:28s} needs {', '.join(row['needs'])}{record}")
+        auroc = None if row["benchmark"] is None else row["benchmark"]["auroc"]
+        record = "" if auroc is None else f"  held-out AUROC {auroc:.2f}"
+        needs = ", ".join(row["needs"]) or "the signals it was trained on"
+        print(f"{row['detector']:26s} {row['access']}  {row['family']:28s} needs {needs}{record}")
     return 0
 
 

@@ -60,7 +60,9 @@ def _rows_table(rows: list[dict[str, Any]]) -> str:
     return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + f"</tr>{cells}</table>"
 
 
-def _roc_figure(document: dict[str, Any], pooled: dict[str, dict[str, Any]]) -> str:
+def roc_figure(document: dict[str, Any]) -> Figure:
+    """The pooled held-out ROC curve of every detector scored (dashed: baselines)."""
+    pooled = {row["detector"]: row for row in document["scores"] if row["environment"] == POOLED}
     figure = Figure(figsize=(6.4, 5.6), dpi=100)
     axis = figure.add_subplot()
     axis.plot([0, 1], [0, 1], color="#999", linewidth=0.8, linestyle=":")
@@ -80,10 +82,11 @@ def _roc_figure(document: dict[str, Any], pooled: dict[str, dict[str, Any]]) -> 
     axis.set_ylim(0, 1.01)
     axis.legend(fontsize=6.5, loc="lower right")
     figure.tight_layout()
-    return plots.to_svg(figure)
+    return figure
 
 
-def _lead_figure(document: dict[str, Any]) -> str | None:
+def lead_figure(document: dict[str, Any]) -> Figure | None:
+    """Each detector's lead times on hacked runs it alarmed on (None when it alarmed on none)."""
     leads = {name: [r["lead_evaluations"] for r in records
                     if r["label"] == "hacked" and r["lead_evaluations"] is not None]
              for name, records in document["outcomes"].items()}
@@ -101,7 +104,7 @@ def _lead_figure(document: dict[str, Any]) -> str | None:
     axis.set_yticks(range(len(leads)), sorted(leads), fontsize=8)
     axis.set_xlabel("lead time (evaluations before the ground-truth onset; negative: late)")
     figure.tight_layout()
-    return plots.to_svg(figure)
+    return figure
 
 
 def detection_section(store_path: Path) -> str:
@@ -127,11 +130,11 @@ def detection_section(store_path: Path) -> str:
              + "".join(f"<tr><td>{html.escape(env)}</td><td>{counts['hacked']}</td><td>{counts['healthy']}</td>"
                        f"<td>{counts['left_out']}</td></tr>" for env, counts in environments.items())
              + "</table>",
-             f"<figure>{_roc_figure(document, pooled)}<figcaption>ROC curves of the held-out outcomes pooled over "
-             "environments (each under its own fold's threshold).</figcaption></figure>"]
-    lead = _lead_figure(document)
+             f"<figure>{plots.to_svg(roc_figure(document))}<figcaption>ROC curves of the held-out outcomes pooled "
+             "over environments (each under its own fold's threshold).</figcaption></figure>"]
+    lead = lead_figure(document)
     if lead is not None:
-        parts.append(f"<figure>{lead}<figcaption>Lead times of the first alarm on hacked runs, per detector (black: "
+        parts.append(f"<figure>{plots.to_svg(lead)}<figcaption>Lead times of the first alarm on hacked runs, per detector (black: "
                      "median). Runs never alarmed are not drawn.</figcaption></figure>")
     parts.append("<h3>Pooled over held-out environments</h3>" + _rows_table(list(pooled.values())))
     parts.append("<h3>Per held-out environment</h3>"
