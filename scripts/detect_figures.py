@@ -16,15 +16,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from goodhartlab.detect.scoring import cell
 from goodhartlab.lab.detection_report import POOLED, lead_figure, roc_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "docs" / "data" / "detection-scores-quick.json"
 FIGURES = ROOT / "docs" / "figures"
-
-
-def cell(value: Any, digits: int = 2) -> str:
-    return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def pooled_table(rows: list[dict[str, Any]]) -> None:

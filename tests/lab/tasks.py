@@ -102,3 +102,13 @@ if __name__ == "__main__":
 
     store_path, count, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     run_sweep(sweep(store_path, count, pause), store_path, workers=2, progress=False)
+
+
+def wait_for(condition: object, timeout: float) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds pass (process tests wait on other processes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False

@@ -14,6 +14,7 @@ import pytest
 
 from goodhartlab.lab.runner import RunFailed, RunSpec, run_sweep
 from goodhartlab.lab.store import ResultsStore, StoreError, StudyInfo
+from tests.lab.tasks import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = """study: slow
@@ -35,15 +36,6 @@ def start_sweep(tmp_path: Path, seeds: int, sleep: float, out: str = "out") -> s
 def children(pid: int) -> set[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return {int(child) for child in found}
-
-
-def wait_for(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def stored(tmp_path: Path, out: str = "out") -> int:

@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from goodhartlab.config import parse_config  # noqa: E402
 from goodhartlab.lab.runner import RunFailed, RunSpec, run_sweep  # noqa: E402
 from goodhartlab.lab.store import ResultsStore, StudyInfo  # noqa: E402
 from goodhartlab.rl.studies import CapabilitySweepConfig  # noqa: E402
+from tests.lab.tasks import wait_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -112,15 +112,6 @@ def driver(tmp_path: Path, address: str) -> subprocess.Popen[str]:
                str(tmp_path / "out"), "--quiet", "--allow-import", "--backend", "ray", "--address", address]
     return subprocess.Popen(command, cwd=tmp_path, env=os.environ.copy(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def wait_for(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def stored_seeds(tmp_path: Path) -> list[int]:

@@ -234,7 +234,8 @@ def leave_one_environment_out(runs: Mapping[str, Sequence[LabelledRun]], factory
     return scores
 
 
-def _cell(value: Any, digits: int = 2) -> str:
+def cell(value: Any, digits: int = 2) -> str:
+    """A table cell: '—' for a missing value, floats to `digits` places."""
     if value is None:
         return "—"
     if isinstance(value, float):
@@ -250,9 +251,9 @@ def score_table(scores: Sequence[DetectorScore]) -> str:
     for s in sorted(scores, key=lambda s: (s.source, s.access, s.family, s.detector, s.environment)):
         interval = "—" if s.auroc_interval is None else f"{s.auroc_interval[0]:.2f}–{s.auroc_interval[1]:.2f}"
         access = s.access if s.gold_every is None else f"{s.access} (gold 1/{s.gold_every})"
-        rows.append((s.detector, s.family, access, s.environment, _cell(s.auroc), interval, _cell(s.tpr),
-                     _cell(s.fpr), _cell(s.median_lead_evaluations, 1), _cell(s.median_lead_kl, 1),
-                     _cell(s.false_alarms_per_1k, 1), f"{s.hacked}+{s.healthy}"))
+        rows.append((s.detector, s.family, access, s.environment, cell(s.auroc), interval, cell(s.tpr),
+                     cell(s.fpr), cell(s.median_lead_evaluations, 1), cell(s.median_lead_kl, 1),
+                     cell(s.false_alarms_per_1k, 1), f"{s.hacked}+{s.healthy}"))
     widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
              for row in (header, *rows)]

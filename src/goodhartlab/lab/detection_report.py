@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from goodhartlab.detect.scoring import cell
 from goodhartlab.lab import plots
 
 SCORES = "detection-scores.json"
@@ -37,14 +38,6 @@ def roc_points(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray] |
     return fpr, tpr
 
 
-def _cell(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def _rows_table(rows: list[dict[str, Any]]) -> str:
     header = ["detector", "family", "access", "environment", "AUROC", "95% CI", "TPR", "FPR", "median lead (evals)",
               "FA / 1k healthy evals", "hacked + healthy", "skipped"]
@@ -52,10 +45,10 @@ def _rows_table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         interval = row["auroc_interval"]
         access = row["access"] if row["gold_every"] is None else f"{row['access']} (gold 1/{row['gold_every']})"
-        body.append([row["detector"], row["family"], access, row["environment"], _cell(row["auroc"]),
-                     "—" if interval is None else f"{interval[0]:.2f}–{interval[1]:.2f}", _cell(row["tpr"]),
-                     _cell(row["fpr"]), _cell(row["median_lead_evaluations"], 1),
-                     _cell(row["false_alarms_per_1k"], 1), f"{row['hacked']}+{row['healthy']}", row["skipped"]])
+        body.append([row["detector"], row["family"], access, row["environment"], cell(row["auroc"]),
+                     "—" if interval is None else f"{interval[0]:.2f}–{interval[1]:.2f}", cell(row["tpr"]),
+                     cell(row["fpr"]), cell(row["median_lead_evaluations"], 1),
+                     cell(row["false_alarms_per_1k"], 1), f"{row['hacked']}+{row['healthy']}", row["skipped"]])
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in line) + "</tr>" for line in body)
     return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + f"</tr>{cells}</table>"
 
@@ -74,7 +67,7 @@ def roc_figure(document: dict[str, Any]) -> Figure:
         row = pooled[name]
         style = "--" if row["baseline"] else "-"
         axis.plot(points[0], points[1], style, color=plots.colors(drawn), linewidth=1.2,
-                  label=f"{name} ({row['access']}), AUROC {_cell(row['auroc'])}")
+                  label=f"{name} ({row['access']}), AUROC {cell(row['auroc'])}")
         drawn += 1
     axis.set_xlabel("false-positive rate (healthy twins)")
     axis.set_ylabel("true-positive rate (hacked runs)")
@@ -134,8 +127,8 @@ def detection_section(store_path: Path) -> str:
              "over environments (each under its own fold's threshold).</figcaption></figure>"]
     lead = lead_figure(document)
     if lead is not None:
-        parts.append(f"<figure>{plots.to_svg(lead)}<figcaption>Lead times of the first alarm on hacked runs, per detector (black: "
-                     "median). Runs never alarmed are not drawn.</figcaption></figure>")
+        parts.append(f"<figure>{plots.to_svg(lead)}<figcaption>Lead times of the first alarm on hacked runs, per "
+                     "detector (black: median). Runs never alarmed are not drawn.</figcaption></figure>")
     parts.append("<h3>Pooled over held-out environments</h3>" + _rows_table(list(pooled.values())))
     parts.append("<h3>Per held-out environment</h3>"
                  + _rows_table([row for row in rows if row["environment"] != POOLED]))
