@@ -50,6 +50,9 @@ def main() -> None:
     parser.add_argument("--scores", help="a detection-scores.json written by goodhartlab detect bench")
     args = parser.parse_args()
     if args.scores:
+        if not Path(args.scores).is_file():
+            parser.error(f"--scores {args.scores}: no such file; `goodhartlab detect bench` writes one beside its "
+                         "store")
         DATA.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.scores, DATA)
     document = json.loads(DATA.read_text(encoding="utf-8"))

@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect_verbs = detect.add_subparsers(dest="detect_command", required=True)
     bench = detect_verbs.add_parser("bench", help="build (or resume) the benchmark's runs and score every detector")
     bench.add_argument("--tier", choices=("quick", "full"), default="quick",
-                       help="quick: gridworlds, Pan analogues, tiny GRPO (about 20 minutes on 2 cores); full: and "
+                       help="quick: gridworlds, Pan analogues, tiny GRPO (about 7 minutes on 2 cores); full: and "
                        "SmolLM2 GRPO")
     bench.add_argument("--out", default=str(DEFAULT_OUT / "detect"), help="folder for the store, report and scores")
     bench.add_argument("--workers", type=_count, default=2)

@@ -122,9 +122,9 @@ def mlflow_client(target: str | os.PathLike[str]) -> Any:
 
 
 class MlflowScalars:
-    """Scalars in an MLflow run: `run_id`; else the active run (the one TRL's MLflowCallback opened, with
-    `report_to="mlflow"`); else a new run in `experiment` at `tracking_uri` (a folder or a server), ended by
-    `close`."""
+    """Scalars in an MLflow run: `run_id`; else, without a `tracking_uri`, the active run (the one TRL's
+    MLflowCallback opened, with `report_to="mlflow"`); else a new run in `experiment` at `tracking_uri` (a folder
+    or a server; the active run belongs to another store), ended by `close`."""
 
     def __init__(self, *, run_id: str | None = None, tracking_uri: str | os.PathLike[str] | None = None,
                  experiment: str = "goodhartlab", run_name: str | None = None, client: Any = None) -> None:
@@ -138,6 +138,7 @@ class MlflowScalars:
                 tracking_uri = mlflow.get_tracking_uri()
             client = mlflow_client(tracking_uri)
         self.client, self.run_id = client, run_id
+        self.join_active = tracking_uri is None and client is None
         self.experiment, self.run_name = experiment, run_name
         self._owned = False
 
@@ -145,7 +146,7 @@ class MlflowScalars:
         if self.run_id is None:
             import mlflow
 
-            active = mlflow.active_run()
+            active = mlflow.active_run() if self.join_active else None
             if active is not None:
                 self.run_id = active.info.run_id
             else:

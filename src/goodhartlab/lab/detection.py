@@ -176,7 +176,8 @@ def run_bench(tier: str, out: str | Path, *, workers: int = 2, progress: bool = 
 
 
 def best_detectors(scores: Sequence[DetectorScore]) -> dict[str, Any]:
-    """The issue's goal, checked on the pooled held-out rows: the best detector without gold, and with sparse gold."""
+    """The benchmark's goal, checked on the pooled held-out rows: the best detector without gold, and with sparse
+    gold."""
     pooled = [s for s in scores if s.environment == ALL_ENVIRONMENTS and s.auroc is not None]
 
     def meets(score: DetectorScore) -> bool:

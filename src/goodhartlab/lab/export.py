@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -38,11 +37,13 @@ from goodhartlab.integrations.trackers import (
     MlflowScalars,
     TensorBoardScalars,
     clean_name,
+    is_local_tracking,
     mlflow_client,
     mlflow_file_store_allowed,
     scalar_tag,
     tracking_uri,
 )
+from goodhartlab.lab.backends import unreachable
 from goodhartlab.lab.store import ResultsStore, StoredRun, flat_config
 
 Format = Literal["parquet", "csv", "mlflow", "tensorboard"]
@@ -202,14 +203,12 @@ def _check_mlflow_target(target: str) -> None:
         host_port = target.split("://", 1)[1].split("/", 1)[0]
         host, _, port = host_port.rpartition(":") if ":" in host_port else (host_port, "", "")
         port_number = int(port) if port.isdigit() else (443 if target.startswith("https") else 80)
-        try:
-            with socket.create_connection((host or host_port, port_number), timeout=5):
-                pass
-        except OSError as error:
-            raise ExportError(f"--out {target}: no MLflow tracking server answers there "
-                              f"({error.strerror or type(error).__name__}); start it or check the URI") from None
+        reason = unreachable(host or host_port, port_number)
+        if reason is not None:
+            raise ExportError(f"--out {target}: no MLflow tracking server answers there ({reason}); start it or "
+                              "check the URI")
         return
-    if "://" in target and not target.startswith("file:"):
+    if not is_local_tracking(target):
         return  # databricks, a database: MLflow's own client says what is wrong
     folder = Path(target.removeprefix("file://") if target.startswith("file://") else target.removeprefix("file:"))
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
