@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from goodhartlab.detect.scoring import cell
-from goodhartlab.lab.detection_report import POOLED, lead_figure, roc_figure
+from goodhartlab.detect.scoring import ALL_ENVIRONMENTS, cell
+from goodhartlab.lab.detection_report import lead_figure, roc_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "docs" / "data" / "detection-scores-quick.json"
@@ -63,13 +63,13 @@ def main() -> None:
         lead.savefig(FIGURES / "detect-lead.png", dpi=110)
     rows = document["scores"]
     print(f"benchmark {document['benchmark']}; runs by environment: {json.dumps(document['environments'])}\n")
-    pooled_table([row for row in rows if row["environment"] == POOLED])
+    pooled_table([row for row in rows if row["environment"] == ALL_ENVIRONMENTS])
+    held_out = [row for row in rows if row["environment"] != ALL_ENVIRONMENTS]
     scored = [env for env, counts in document["environments"].items() if counts["hacked"] and counts["healthy"]]
     print("\nheld-out AUROC per environment:\n")
-    per_environment_table([row for row in rows if row["environment"] != POOLED], scored, "auroc")
+    per_environment_table(held_out, scored, "auroc")
     print("\nfalse-positive rate on the healthy twins, per environment (alarms fired on runs that were not hacked):\n")
-    per_environment_table([row for row in rows if row["environment"] != POOLED], list(document["environments"]),
-                          "fpr")
+    per_environment_table(held_out, list(document["environments"]), "fpr")
 
 
 if __name__ == "__main__":

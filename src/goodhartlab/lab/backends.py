@@ -288,6 +288,8 @@ class _Pool:
         return done
 
     def close(self, *, kill: bool) -> None:
+        """Stop the workers: asked to finish (`kill=False`), or killed at once on an interrupt, where the wait for
+        them is bounded so that Ctrl-C returns within seconds (a killed worker also dies with its parent)."""
         for worker in self.workers:
             if kill:
                 with contextlib.suppress(Exception):
@@ -295,11 +297,12 @@ class _Pool:
             else:
                 with contextlib.suppress(Exception):
                     worker.connection.send(None)
+        deadline = time.monotonic() + (1.0 if kill else 5.0)
         for worker in self.workers:
-            worker.process.join(timeout=5)
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():
                 worker.process.kill()
-                worker.process.join(timeout=5)
+                worker.process.join(timeout=0 if kill else 5)
             worker.connection.close()
 
 

@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from goodhartlab.detect.scoring import cell
+from goodhartlab.detect.scoring import ALL_ENVIRONMENTS, cell
 from goodhartlab.lab import plots
 
 SCORES = "detection-scores.json"
-POOLED = "all (held out)"
 
 
 def roc_points(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -55,7 +54,7 @@ def _rows_table(rows: list[dict[str, Any]]) -> str:
 
 def roc_figure(document: dict[str, Any]) -> Figure:
     """The pooled held-out ROC curve of every detector scored (dashed: baselines)."""
-    pooled = {row["detector"]: row for row in document["scores"] if row["environment"] == POOLED}
+    pooled = {row["detector"]: row for row in document["scores"] if row["environment"] == ALL_ENVIRONMENTS}
     figure = Figure(figsize=(6.4, 5.6), dpi=100)
     axis = figure.add_subplot()
     axis.plot([0, 1], [0, 1], color="#999", linewidth=0.8, linestyle=":")
@@ -108,7 +107,7 @@ def detection_section(store_path: Path) -> str:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
         rows = document["scores"]
-        pooled = {row["detector"]: row for row in rows if row["environment"] == POOLED}
+        pooled = {row["detector"]: row for row in rows if row["environment"] == ALL_ENVIRONMENTS}
         environments = document["environments"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         return (f"<h2 id='detection'>Detection benchmark</h2><p class='note'>{html.escape(str(path))} could not be "
@@ -131,5 +130,5 @@ def detection_section(store_path: Path) -> str:
                      "detector (black: median). Runs never alarmed are not drawn.</figcaption></figure>")
     parts.append("<h3>Pooled over held-out environments</h3>" + _rows_table(list(pooled.values())))
     parts.append("<h3>Per held-out environment</h3>"
-                 + _rows_table([row for row in rows if row["environment"] != POOLED]))
+                 + _rows_table([row for row in rows if row["environment"] != ALL_ENVIRONMENTS]))
     return "\n".join(parts)
