@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from goodhartlab.detect.scoring import ALL_ENVIRONMENTS, cell
+from goodhartlab.detect.scoring import ALL_ENVIRONMENTS, cell, interval_cell
 from goodhartlab.lab.detection_report import lead_figure, roc_figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +29,7 @@ def pooled_table(rows: list[dict[str, Any]]) -> None:
           "twins | median lead (evaluations) | false alarms / 1k healthy evaluations | runs (hacked+healthy) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in sorted(rows, key=lambda r: -1.0 if r["auroc"] is None else r["auroc"], reverse=True):
-        interval = row["auroc_interval"]
-        auroc = "—" if row["auroc"] is None else f"{row['auroc']:.2f} ({interval[0]:.2f}–{interval[1]:.2f})"
+        auroc = "—" if row["auroc"] is None else f"{row['auroc']:.2f} ({interval_cell(row['auroc_interval'])})"
         print(f"| {row['detector']} | {row['family']} | {row['access']} | {auroc} | {cell(row['tpr'])} | "
               f"{cell(row['fpr'])} | {cell(row['median_lead_evaluations'], 1)} | "
               f"{cell(row['false_alarms_per_1k'], 1)} | {row['hacked']}+{row['healthy']} |")

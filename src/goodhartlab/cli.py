@@ -396,7 +396,9 @@ def _export(args: argparse.Namespace) -> int:
 
 def _add_backend_flags(parser: argparse.ArgumentParser, *, workers: bool = True) -> None:
     """--backend and --address (and --workers): where the runs compute."""
-    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+    from goodhartlab.lab.backends import BACKENDS  # names only: Ray is imported when a run asks for it
+
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
                         help="local: worker processes of this machine; ray: tasks on a Ray cluster (default local)")
     parser.add_argument("--address", default=None, help="with --backend ray: the cluster's address (HOST:PORT, "
                         "ray://HOST:10001 or auto); default: a Ray started on this machine for the sweep")
@@ -536,7 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     export = commands.add_parser("export", help="export a results store to Parquet, CSV, MLflow or TensorBoard")
-    export.add_argument("--to", required=True, choices=("parquet", "csv", "mlflow", "tensorboard"))
+    from goodhartlab.lab.export import FORMATS  # names only: each exporter imports its library when used
+
+    export.add_argument("--to", required=True, choices=FORMATS)
     export.add_argument("--store", default=str(DEFAULT_OUT / "results.sqlite"))
     export.add_argument("--out", default=None, help="a folder (MLflow: also a tracking URI); default: beside the "
                         "store, named for the format (parquet, csv, mlruns, tensorboard)")

@@ -243,15 +243,24 @@ def cell(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def interval_cell(interval: Sequence[float] | None) -> str:
+    """An interval as 'low–high' to two places, '—' when there is none."""
+    return "—" if interval is None else f"{interval[0]:.2f}–{interval[1]:.2f}"
+
+
+def access_label(access: str, gold_every: int | None) -> str:
+    """An access level, with the gold budget it was scored under (L3)."""
+    return access if gold_every is None else f"{access} (gold 1/{gold_every})"
+
+
 def score_table(scores: Sequence[DetectorScore]) -> str:
     """The scores as a plain-text table; baselines are marked with their family."""
     header = ("detector", "family", "access", "environment", "AUROC", "95% CI", "TPR", "FPR", "lead (evals)",
               "lead (KL)", "FA/1k", "runs")
     rows = []
     for s in sorted(scores, key=lambda s: (s.source, s.access, s.family, s.detector, s.environment)):
-        interval = "—" if s.auroc_interval is None else f"{s.auroc_interval[0]:.2f}–{s.auroc_interval[1]:.2f}"
-        access = s.access if s.gold_every is None else f"{s.access} (gold 1/{s.gold_every})"
-        rows.append((s.detector, s.family, access, s.environment, cell(s.auroc), interval, cell(s.tpr),
+        rows.append((s.detector, s.family, access_label(s.access, s.gold_every), s.environment, cell(s.auroc),
+                     interval_cell(s.auroc_interval), cell(s.tpr),
                      cell(s.fpr), cell(s.median_lead_evaluations, 1), cell(s.median_lead_kl, 1),
                      cell(s.false_alarms_per_1k, 1), f"{s.hacked}+{s.healthy}"))
     widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from goodhartlab.detect.scoring import ALL_ENVIRONMENTS, cell
+from goodhartlab.detect.scoring import ALL_ENVIRONMENTS, access_label, cell, interval_cell
 from goodhartlab.lab import plots
 
 SCORES = "detection-scores.json"
@@ -42,10 +42,8 @@ def _rows_table(rows: list[dict[str, Any]]) -> str:
               "FA / 1k healthy evals", "hacked + healthy", "skipped"]
     body = []
     for row in rows:
-        interval = row["auroc_interval"]
-        access = row["access"] if row["gold_every"] is None else f"{row['access']} (gold 1/{row['gold_every']})"
-        body.append([row["detector"], row["family"], access, row["environment"], cell(row["auroc"]),
-                     "—" if interval is None else f"{interval[0]:.2f}–{interval[1]:.2f}", cell(row["tpr"]),
+        body.append([row["detector"], row["family"], access_label(row["access"], row["gold_every"]),
+                     row["environment"], cell(row["auroc"]), interval_cell(row["auroc_interval"]), cell(row["tpr"]),
                      cell(row["fpr"]), cell(row["median_lead_evaluations"], 1),
                      cell(row["false_alarms_per_1k"], 1), f"{row['hacked']}+{row['healthy']}", row["skipped"]])
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in line) + "</tr>" for line in body)

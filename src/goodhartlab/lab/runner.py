@@ -137,16 +137,18 @@ def run_sweep(runs: Sequence[RunSpec], store_path: str | Path, *, workers: int |
     """Execute the runs not yet in the store on `backend` ('local' or 'ray', or an open `lab.backends`
     backend); `workers` runs at a time (default: 2 locally, the cluster's CPUs on Ray), and locally
     `workers=1` runs them in this process. `address` names a Ray cluster."""
+    with using_backend(backend, address) as computer:
+        computer.check(runs)  # before the store is touched: a sweep that cannot run writes nothing
+        return sweep_checked(runs, store_path, computer, workers=workers, progress=progress, description=description)
+
+
+def sweep_checked(runs: Sequence[RunSpec], store_path: str | Path, computer: Backend, *, workers: int | None = None,
+                  progress: bool = True, description: str = "runs") -> SweepSummary:
+    """`run_sweep` on an open backend whose `check(runs)` has passed (`run_studies` checks before it prepares)."""
     ids = [spec.run_id for spec in runs]
     if len(set(ids)) != len(ids):
         raise ValueError("the sweep lists the same run (study, kind, config, seed) twice")
-    with using_backend(backend, address) as computer:
-        computer.check(runs)  # before the store is touched: a sweep that cannot run writes nothing
-        return _sweep(runs, Path(store_path), computer, workers, progress, description)
-
-
-def _sweep(runs: Sequence[RunSpec], store_path: Path, computer: Backend, workers: int | None, progress: bool,
-           description: str) -> SweepSummary:
+    store_path = Path(store_path)
     start = time.perf_counter()
     failures: list[str] = []
     results: dict[str, RunResult] = {}

@@ -20,7 +20,7 @@ from typing import Any
 
 from goodhartlab.lab.backends import Backend
 from goodhartlab.lab.report import build_report
-from goodhartlab.lab.runner import RunFailed, RunSpec, SweepSummary, run_sweep, using_backend
+from goodhartlab.lab.runner import RunFailed, RunSpec, SweepSummary, sweep_checked, using_backend
 from goodhartlab.lab.store import ResultsStore, StoreError
 from goodhartlab.results import RunResult
 
@@ -121,8 +121,8 @@ def run_studies(runs: Sequence[RunSpec], out: str | Path, *, workers: int | None
         prepare([run for run in runs if run.run_id not in done], computer)
         failure: RunFailed | None = None
         try:
-            sweep = run_sweep(runs, store_path, workers=workers, backend=computer, progress=progress,
-                              description=description)
+            sweep = sweep_checked(runs, store_path, computer, workers=workers, progress=progress,
+                                  description=description)
         except RunFailed as error:
             failure, sweep = error, SweepSummary(0, 0, 0.0)
     report = build_report(store_path, folder / REPORT)
