@@ -16,8 +16,8 @@ from goodhartlab.config import ConfigError
 from goodhartlab.detect.runs import ONSET_RULE, LabelledRun
 from goodhartlab.measure.runlog import read_run_log
 from goodhartlab.results import RunResult
-from goodhartlab.text.grpo import GRPOStudyConfig, train_grpo
-from goodhartlab.text.tasks import policy_prompts, resolve_task
+from goodhartlab.text.grpo import GRPOStudyConfig, grpo_prompts, train_grpo
+from goodhartlab.text.tasks import resolve_task
 
 BENCHMARK_VERSION = "1"
 
@@ -55,11 +55,7 @@ def grpo_detection_run(cfg: GRPODetectionConfig, seed: int) -> RunResult:
             policy = str(tiny_policy(f"{scratch}/policy"))
         run_cfg = replace(grpo, policy=policy, log_dir=f"{scratch}/logs")
         task = resolve_task(grpo.task)
-        prompts = task.prompts(grpo.prompts, seed=seed)
-        if task.chat:
-            from goodhartlab.text.models import load_tokenizer
-
-            prompts = policy_prompts(task, prompts, load_tokenizer(policy))
+        prompts = grpo_prompts(task, grpo.prompts, seed, policy)
         gold = task.gold()
         proxy = task.proxy(grpo.proxy) if cfg.label == "hacked" else gold
         result = train_grpo(run_cfg, seed, prompts=prompts, proxy=proxy, gold=gold)

@@ -24,7 +24,7 @@ from goodhartlab.results import CurvePoints, RunResult
 from goodhartlab.rewards.scorer import Scorer
 from goodhartlab.text.models import SMOLLM2, Device, resolve_device
 from goodhartlab.text.proxies import LEARNED, PROXIES
-from goodhartlab.text.tasks import TASKS, resolve_task
+from goodhartlab.text.tasks import TASKS, Task, resolve_task
 
 
 @dataclass
@@ -102,12 +102,7 @@ class GRPOStudyConfig:
 def grpo_study(cfg: GRPOStudyConfig, seed: int) -> RunResult:
     """GRPO on the task's prompts against its proxy, with gold, KL and the RL-form law."""
     task = resolve_task(cfg.task)
-    prompts = task.prompts(cfg.prompts, seed=seed)
-    if task.chat:
-        from goodhartlab.text.models import load_tokenizer
-        from goodhartlab.text.tasks import policy_prompts
-
-        prompts = policy_prompts(task, prompts, load_tokenizer(cfg.policy))
+    prompts = grpo_prompts(task, cfg.prompts, seed, cfg.policy)
     if cfg.proxy == LEARNED:
         from goodhartlab.text.learned_proxy import learned_proxy
 
@@ -115,6 +110,17 @@ def grpo_study(cfg: GRPOStudyConfig, seed: int) -> RunResult:
     else:
         proxy = task.proxy(cfg.proxy)
     return train_grpo(cfg, seed, prompts=prompts, proxy=proxy, gold=task.gold())
+
+
+def grpo_prompts(task: Task, count: int, seed: int, policy: str) -> list[str]:
+    """The task's `count` prompts for `seed`, in the policy's chat template when the task is a chat."""
+    prompts = task.prompts(count, seed=seed)
+    if task.chat:
+        from goodhartlab.text.models import load_tokenizer
+        from goodhartlab.text.tasks import policy_prompts
+
+        prompts = policy_prompts(task, prompts, load_tokenizer(policy))
+    return prompts
 
 
 def train_grpo(cfg: GRPOStudyConfig, seed: int, *, prompts: list[str], proxy: Scorer, gold: Scorer) -> RunResult:
