@@ -82,6 +82,17 @@ def table(groups: dict[str, list[dict[str, Any]]], which: str, measures: list[st
         print(f"| {variant} | {len(runs)} | " + " | ".join(cells) + " |")
 
 
+def rise_by_turns(run: dict[str, Any]) -> tuple[float, float, float]:
+    """The reward's rise from the untrained to the trained agent, split exactly into more student turns at the
+    untrained reward per turn, and the change of reward per turn over the trained agent's turns."""
+    first, final = run["first_batch"], run["final"]
+    per_turn_first = first["reward"] / first["student_turns"]
+    per_turn_final = final["reward"] / final["student_turns"]
+    more_turns = (final["student_turns"] - first["student_turns"]) * per_turn_first
+    better_turns = final["student_turns"] * (per_turn_final - per_turn_first)
+    return more_turns + better_turns, more_turns, better_turns
+
+
 def training_figure(groups: dict[str, list[dict[str, Any]]]) -> None:
     panels = [("reward", "reward (summed student sentiment)"), ("gold", "conversation gold"),
               ("student_turns", "student turns per episode"), ("reward_per_turn", "reward per student turn"),
@@ -154,6 +165,12 @@ def main() -> None:
             quarter = [run["final_spend"]["first_quarter_share"] for run in runs]
             first = [run["final_spend"]["first_token_share"] for run in runs]
             print(f"| {variant} | {shown(quarter)} | {shown(first)} |")
+        print("\n| variant | reward rise | from more student turns | from better turns | share from more turns |"
+              "\n|---|---|---|---|---|")
+        for variant, runs in main_runs.items():
+            parts = [rise_by_turns(run) for run in runs]
+            print(f"| {variant} | {shown([p[0] for p in parts])} | {shown([p[1] for p in parts])} | "
+                  f"{shown([p[2] for p in parts])} | {shown([p[1] / p[0] if p[0] > 0 else math.nan for p in parts])} |")
     if budget_runs:
         table(budget_runs, "final", MEASURES)
     for variant, runs in main_runs.items():

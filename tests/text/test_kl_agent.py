@@ -140,11 +140,37 @@ def test_ppo_learns_to_buy_more_student_turns(tiny: tuple[TeacherStudentConfig, 
     assert 0 < after.kl.mean() <= 5.0 and before.kl.mean() == pytest.approx(0.0, abs=1e-9)
 
 
+def moved(agent: KLAgent, batch: Any) -> float:
+    """How far the agent's policy now is from the one that sampled `batch` (PPO's approximate KL per decision)."""
+    import torch
+
+    d = batch.decisions
+    log_pi, _, _, _ = agent.policy(d["features"], d["top"], d["log_base"], d["floor"], d["remaining"], grad=False)
+    log_ratio = log_pi.gather(1, torch.as_tensor(d["atom"])[:, None])[:, 0] - torch.as_tensor(d["log_prob"])
+    return float(((log_ratio.exp() - 1) - log_ratio).mean())
+
+
+def test_the_early_stop_keeps_an_update_near_the_batchs_policy(tiny: tuple[TeacherStudentConfig, Any, Any]) -> None:
+    """One PPO update on a penalized policy can move it tens of nats; with `target_kl` the epochs stop once it
+    has moved 1.5 × target_kl, so the update ends where that check saw it."""
+    distances = {}
+    for target in (0.0, 1e-3):
+        agent, gold = make(tiny, regularizer="penalty", penalty=0.01, learning_rate=0.2, epochs=12, target_kl=target)
+        batch = agent.rollout(gold)
+        stats = agent.update(batch)
+        distances[target] = moved(agent, batch)
+        if target:
+            assert stats["moved_kl"] > 1.5 * target
+            assert distances[target] == pytest.approx(stats["moved_kl"], rel=1e-6)
+    assert distances[1e-3] < distances[0.0]
+
+
 def test_bad_budgets_and_settings_name_the_field() -> None:
     for settings, name in [({"budget": 0.0}, "budget"), ({"budget": -2}, "budget"),
                            ({"budget": float("nan")}, "budget"), ({"budget": float("inf")}, "budget"),
                            ({"regularizer": "entropy"}, "regularizer"),
-                           ({"penalty": -0.1}, "penalty"), ({"episodes": 0}, "episodes")]:
+                           ({"penalty": -0.1}, "penalty"), ({"episodes": 0}, "episodes"),
+                           ({"target_kl": -0.01}, "target_kl")]:
         with pytest.raises(ConfigError) as error:
             parse_config(KLAgentConfig, settings)
         assert error.value.field == name

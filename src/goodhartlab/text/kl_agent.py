@@ -54,6 +54,8 @@ class KLAgentConfig:
     learning_rate: float = 3e-3
     epochs: int = 4  # passes over each batch
     clip: float = 0.2  # PPO's ratio clip
+    # > 0: end an update's epochs once the policy is 1.5 x this far from the batch's (approx. KL per decision)
+    target_kl: float = 0.0
     value_coef: float = 0.5
     reach_coef: float = 0.1  # pushes the spend fraction down where it asks for more KL than the proposal reaches
     max_grad_norm: float = 1.0
@@ -70,6 +72,7 @@ class KLAgentConfig:
         at_least(self, "updates", 0)
         above(self, "learning_rate", 0)
         between(self, "clip", 1e-6, 1.0)
+        at_least(self, "target_kl", 0)
         at_least(self, "value_coef", 0)
         at_least(self, "reach_coef", 0)
         above(self, "max_grad_norm", 0)
@@ -391,7 +394,14 @@ class KLAgent:
             log_pi, value, _, reach = self.policy(d["features"], d["top"], d["log_base"], d["floor"], d["remaining"],
                                                   grad=True)
             new = log_pi.gather(1, atoms[:, None])[:, 0]
-            ratio = (new - old).exp()
+            log_ratio = new - old
+            ratio = log_ratio.exp()
+            if self.cfg.target_kl > 0:
+                # PPO's early stop (as in Spinning Up and SB3): one bad step can move a penalized policy tens of nats
+                moved = float(((ratio - 1) - log_ratio).mean().detach())
+                stats["moved_kl"] = moved
+                if moved > 1.5 * self.cfg.target_kl:
+                    break
             clipped = ratio.clamp(1 - self.cfg.clip, 1 + self.cfg.clip)
             policy_loss = -torch.min(ratio * advantages, clipped * advantages).mean()
             value_loss = ((value - returns) ** 2).mean()
@@ -400,8 +410,8 @@ class KLAgent:
             loss.float().backward()
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.max_grad_norm)
             self.optimizer.step()
-            stats = {"policy_loss": float(policy_loss.detach()), "value_loss": float(value_loss.detach()),
-                     "reach_loss": float(reach.detach())}
+            stats.update({"policy_loss": float(policy_loss.detach()), "value_loss": float(value_loss.detach()),
+                          "reach_loss": float(reach.detach())})
         if self.cfg.regularizer == "penalty" and self.cfg.penalty_target > 0:
             error = float(np.clip(batch.kl.mean() / self.cfg.penalty_target - 1.0, -0.5, 0.5))
             self.penalty *= 1.0 + self.cfg.penalty_rate * error
