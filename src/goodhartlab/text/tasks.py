@@ -69,10 +69,11 @@ class SentimentTask:
     def prompts(self, count: int, *, seed: int = 0) -> list[str]:
         return review_openers(count, seed=seed, words=self.prompt_words)
 
-    def gold(self) -> Scorer:
-        from goodhartlab.text.gold import SentimentGold
+    def gold(self, name: str = "multiemo") -> Scorer:
+        """The task's gold by name (`goodhartlab.text.gold.GOLDS`)."""
+        from goodhartlab.text.gold import make_gold
 
-        return SentimentGold()
+        return make_gold(name)
 
     def proxy(self, name: str) -> Scorer:
         return make_lexicon(name)
@@ -101,10 +102,11 @@ class ShortReviewTask:
         return [SHORT_REVIEW_INSTRUCTION.format(limit=self.word_limit, opener=opener)
                 for opener in review_openers(count, seed=seed, words=self.prompt_words)]
 
-    def gold(self) -> Scorer:
-        from goodhartlab.text.gold import SentimentGold
+    def gold(self, name: str = "multiemo") -> Scorer:
+        """The task's gold by name (`goodhartlab.text.gold.GOLDS`), reading the answer alone, with the word limit."""
+        from goodhartlab.text.gold import make_gold
 
-        return SentimentGold(reads_prompt=False, word_limit=self.word_limit)
+        return make_gold(name, reads_prompt=False, word_limit=self.word_limit)
 
     def proxy(self, name: str) -> Scorer:
         return make_lexicon(name, reads_prompt=False)
@@ -144,6 +146,27 @@ def resolve_task(name: str) -> Task:
     return built
 
 
+def check_gold(config: Any, default: str) -> None:
+    """A config's `gold` field: one of `GOLDS` for a built-in task; a user's task scores with its own gold,
+    so there the field stays at its default (`default`, the config's)."""
+    from goodhartlab.text.gold import GOLDS
+
+    if config.task in TASKS:
+        if config.gold not in GOLDS:
+            raise ConfigError("gold", f"{config.gold!r} is not one of {', '.join(repr(name) for name in GOLDS)}")
+    elif config.gold != default:
+        raise ConfigError("gold", f"is {config.gold!r}, but task {config.task!r} is a user's task, which scores with "
+                          f"its own gold(); leave gold at its default ({default!r})")
+
+
+def task_gold(task: Any, name: str) -> Scorer:
+    """The gold a study scores with: a built-in task's gold by name, a user's task's own."""
+    if isinstance(task, SentimentTask | ShortReviewTask):
+        return task.gold(name)
+    gold: Scorer = task.gold()
+    return gold
+
+
 def policy_prompts(task: Any, prompts: list[str], tokenizer: Any) -> list[str]:
     """`prompts` as the policy should read them: a chat task's instructions as a user turn in the
     tokenizer's chat template, ready for the assistant's answer; any other task's unchanged."""
@@ -157,5 +180,5 @@ def policy_prompts(task: Any, prompts: list[str], tokenizer: Any) -> list[str]:
                                           add_generation_prompt=True) for prompt in prompts]
 
 
-__all__ = ["HELD_OUT_OPENERS", "TASKS", "SentimentTask", "ShortReviewTask", "Task", "policy_prompts",
-           "resolve_task", "review_openers"]
+__all__ = ["HELD_OUT_OPENERS", "TASKS", "SentimentTask", "ShortReviewTask", "Task", "check_gold", "policy_prompts",
+           "resolve_task", "review_openers", "task_gold"]
