@@ -414,6 +414,53 @@ def _seed(text: str) -> int:
     return value
 
 
+def _rm_train(args: argparse.Namespace) -> int:
+    from goodhartlab.config import parse_config
+    from goodhartlab.text.preferences import read_pairs
+    from goodhartlab.text.reward_models import RewardModelConfig, save_reward_model, train_reward_model
+
+    settings = {"method": args.method, "members": args.members, "train_layers": args.train_layers,
+                "epochs": args.epochs, "learning_rate": args.learning_rate, "trainer": args.trainer}
+    if args.backbone:
+        settings["backbone"] = args.backbone
+    cfg = parse_config(RewardModelConfig, settings)  # every setting checked before a model loads
+    out = Path(args.out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; choose another folder (a saved reward model is never overwritten)")
+    pairs = read_pairs(args.pairs)
+    print(f"training {cfg.method} (k = {cfg.k}) on {len(pairs)} pairs from {args.pairs}", file=sys.stderr)
+    model = train_reward_model(cfg, pairs, seed=args.seed, source=str(args.pairs))
+    folder = save_reward_model(model, out)
+    accuracy = float(model.accuracy(pairs).mean())
+    print(f"saved to {folder}: training accuracy {accuracy:.3f}, {model.record.get('train_seconds', 0):.0f} s of "
+          "training", file=sys.stderr)
+    print(folder)
+    return 0
+
+
+def _rm_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from goodhartlab.text.preferences import read_pairs
+    from goodhartlab.text.reward_models import load_reward_model
+
+    sets = [(path, read_pairs(path)) for path in args.pairs]  # every file checked before the model loads
+    model = load_reward_model(args.model)
+    rows: list[dict[str, Any]] = []
+    for path, pairs in sets:
+        correct = model.accuracy(pairs)
+        mean = float(correct.mean())
+        half = 1.96 * float(correct.std(ddof=1)) / np.sqrt(len(correct)) if len(correct) > 1 else float("nan")
+        rows.append({"pairs": str(path), "count": len(pairs), "accuracy": mean, "interval": [mean - half, mean + half]})
+    if args.json:
+        print(json.dumps({"model": str(args.model), "version": model.version, "sets": rows}))
+        return 0
+    for row in rows:
+        low, high = row["interval"]
+        print(f"{row['pairs']}: accuracy {row['accuracy']:.3f} [{low:.3f}, {high:.3f}] on {row['count']} pairs")
+    return 0
+
+
 def _count(text: str, minimum: int = 1) -> int:
     try:
         value = int(text)
@@ -536,6 +583,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_flags(demo)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(handler=_demo)
+
+    rm = commands.add_parser("rm", help="train and evaluate reward models on a language-model backbone")
+    rm_verbs = rm.add_subparsers(dest="rm_command", required=True)
+    rm_train = rm_verbs.add_parser("train", help="train a reward model on preference pairs and save it")
+    rm_train.add_argument("pairs", help="JSONL, one pair a line: prompt, chosen, rejected (chosen_gold, rejected_gold "
+                          "optional)")
+    rm_train.add_argument("--out", required=True, help="folder for the model (a Hugging Face folder; must not exist)")
+    rm_train.add_argument("--method", default="bt", help="bt, grm, ensemble or warm (default bt)")
+    rm_train.add_argument("--backbone", default=None, help="an offline model, a local folder or a Hub name "
+                          "(default SmolLM2-135M-Instruct)")
+    rm_train.add_argument("--members", type=_count, default=4, help="ensemble and warm: k (default 4)")
+    rm_train.add_argument("--train-layers", type=_count, default=4, help="top blocks trained (default 4)")
+    rm_train.add_argument("--epochs", type=_count, default=2)
+    rm_train.add_argument("--learning-rate", type=_positive_float, default=1e-4)
+    rm_train.add_argument("--trainer", default="own", help="own (shared trunk) or trl (RewardTrainer, bt only)")
+    rm_train.add_argument("--seed", type=int, default=0)
+    rm_train.set_defaults(handler=_rm_train)
+    rm_eval = rm_verbs.add_parser("eval", help="a saved reward model's accuracy on preference pairs, with intervals")
+    rm_eval.add_argument("model", help="a folder `goodhartlab rm train` wrote")
+    rm_eval.add_argument("pairs", nargs="+", help="JSONL pair files (in-distribution, out-of-distribution, ...)")
+    rm_eval.add_argument("--json", action="store_true", help="print one JSON object")
+    rm_eval.set_defaults(handler=_rm_eval)
 
     export = commands.add_parser("export", help="export a results store to Parquet, CSV, MLflow or TensorBoard")
     from goodhartlab.lab.export import FORMATS  # names only: each exporter imports its library when used

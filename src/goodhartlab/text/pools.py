@@ -25,6 +25,7 @@ import numpy as np
 
 from goodhartlab.files import write_atomically
 from goodhartlab.rewards.scorer import Scorer
+from goodhartlab.rewards.transforms import word_count
 from goodhartlab.text.models import Device, resolve_device
 
 SampleDtype = Literal["bfloat16", "float32"]
@@ -409,7 +410,7 @@ def flatten_pools(prompts: list[str], pools: list[list[str]]) -> tuple[list[str]
 def word_counts(pools: list[list[str]]) -> np.ndarray:
     """Words of each response, (prompts, pool): run through the best-of-n estimator like a score, they
     give the expected length of the proxy's pick at each n."""
-    return np.array([[len(response.split()) for response in responses] for responses in pools], dtype=np.float64)
+    return np.array([[word_count(response) for response in responses] for responses in pools], dtype=np.float64)
 
 
 def _policy_identity(policy: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,6 +20,20 @@ TINY_CHAT_ALPHABET = TINY_ALPHABET + "ST:\n?"
 """Enough for a "Student: ... / Teacher: ..." chat, one line per turn (the teacher–student environment's tests)."""
 
 
+def _tiny_tokenizer(alphabet: str = TINY_ALPHABET) -> Any:
+    """One token per character of `alphabet`, and <pad>, <eos>, <unk>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<eos>", "<unk>"]
+    vocab = {token: index for index, token in enumerate([*specials, *alphabet])}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")  # one token per character
+    raw.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>",
+                                   padding_side="left")
+
+
 def tiny_policy(directory: str | Path, *, layers: int = 2, width: int = 64, seed: int = 0,
                 alphabet: str = TINY_ALPHABET) -> Path:
     """Save a character-level GPT-2 built from a config (random weights) and its tokenizer to `directory`.
@@ -28,21 +42,32 @@ def tiny_policy(directory: str | Path, *, layers: int = 2, width: int = 64, seed
     TRL can rebuild its reference model from the folder.
     """
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    specials = ["<pad>", "<eos>", "<unk>"]
-    vocab = {token: index for index, token in enumerate([*specials, *alphabet])}
-    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")  # one token per character
-    raw.decoder = decoders.Fuse()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<eos>",
-                                        unk_token="<unk>", padding_side="left")
+    tokenizer = _tiny_tokenizer(alphabet)
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(vocab), n_embd=width, n_layer=layers, n_head=2, n_positions=128,
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=width, n_layer=layers, n_head=2, n_positions=128,
                         pad_token_id=0, eos_token_id=1, bos_token_id=1)
     path = Path(directory)
     GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_backbone(directory: str | Path, *, layers: int = 4, width: int = 32, seed: int = 0) -> Path:
+    """Save a character-level Llama (SmolLM2's architecture, tied embeddings, random weights) and its tokenizer:
+    the reward models' backbone in tests, where the real one is SmolLM2-135M."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _tiny_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width,
+                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=256, tie_word_embeddings=True, pad_token_id=0, eos_token_id=1,
+                         bos_token_id=1)
+    path = Path(directory)
+    LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
