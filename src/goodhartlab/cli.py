@@ -449,9 +449,12 @@ def _rm_eval(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for path, pairs in sets:
         correct = model.accuracy(pairs)
-        mean = float(correct.mean())
-        half = 1.96 * float(correct.std(ddof=1)) / np.sqrt(len(correct)) if len(correct) > 1 else float("nan")
-        rows.append({"pairs": str(path), "count": len(pairs), "accuracy": mean, "interval": [mean - half, mean + half]})
+        mean, count = float(correct.mean()), len(correct)
+        # Wilson's 95% interval: inside [0, 1], and defined for a single pair
+        z = 1.96
+        centre = (mean + z * z / (2 * count)) / (1 + z * z / count)
+        half = z * float(np.sqrt(mean * (1 - mean) / count + z * z / (4 * count * count))) / (1 + z * z / count)
+        rows.append({"pairs": str(path), "count": count, "accuracy": mean, "interval": [centre - half, centre + half]})
     if args.json:
         print(json.dumps({"model": str(args.model), "version": model.version, "sets": rows}))
         return 0

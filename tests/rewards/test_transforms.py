@@ -63,7 +63,7 @@ def test_reference_rewards_are_scored_once_per_prompt() -> None:
         par.score(["p", "q", "p"], ["a", "b", "c"])
     assert par.references.scored == 2
     assert inner.scored == 5 * 3 + 3  # the answers every time, the three references once
-    with pytest.raises(KeyError, match="no reference answers for prompt 'z'"):
+    with pytest.raises(ValueError, match="no reference answers for prompt 'z'"):
         par.score(["z"], ["a"])
     with pytest.raises(ValueError, match="has no reference answers"):
         ReferenceRewards(inner, {"p": []})

@@ -84,7 +84,7 @@ def scored(gold_name: str) -> list[tuple[dict[str, str], float]]:
 @pytest.mark.slow
 @pytest.mark.assets
 def test_the_hardened_gold_scores_degenerate_samples_far_below_fluent_reviews() -> None:
-    """Acceptance (issue 20): word salad, glued repetition and over-length samples from our own studies score at
+    """Word salad, glued repetition and over-length samples from our own studies score at
     least 0.3 below fluent reviews of the same sentiment (every sample here reads as positive to the head), each
     against the median fluent review of its task; the old gold lets the word salad and glued repetition through."""
     hardened, old = scored("multiemo-coherent"), scored("multiemo")

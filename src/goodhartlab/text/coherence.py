@@ -15,6 +15,7 @@ kept beside it rather than left to the likelihood.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from goodhartlab.rewards.scorer import check_pairs
 from goodhartlab.text.sampling import positions_from_mask
 
 NEUTRAL_CONTEXT = "Here is a short text.\n\n"
+MAX_TOKENS = 64  # the response tokens the likelihood reads
 """What the coherence model reads before the response: says nothing of tone, length or topic."""
 CALIBRATION_FILE = "gemma_coherence_levels.json"
 
@@ -80,7 +82,7 @@ class CoherenceModel:
     `max_tokens`. Float32 throughout, so a score does not depend on the CPU's bfloat16 support."""
 
     def __init__(self, name: str | None = None, *, model: Any = None, tokenizer: Any = None,
-                 context: str = NEUTRAL_CONTEXT, batch_size: int = 16, max_tokens: int = 64,
+                 context: str = NEUTRAL_CONTEXT, batch_size: int = 16, max_tokens: int = MAX_TOKENS,
                  fetch_if_missing: bool = True) -> None:
         from goodhartlab.text.models import GEMMA, load_policy
 
@@ -128,6 +130,12 @@ class CoherenceModel:
         return means, targets
 
 
+def coherence_identity(name: str, context: str, max_tokens: int, levels: CoherenceLevels) -> str:
+    """What the hardened gold's factors depend on, for its version: scores cached under one never serve another."""
+    digest = hashlib.sha256(json.dumps([name, context, max_tokens, levels.to_json()]).encode()).hexdigest()[:8]
+    return f"{name}, whole-response token bigrams, {digest}"
+
+
 class CoherenceFactors:
     """The hardened gold's two form factors of each response: coherence (Gemma's likelihood through
     `CoherenceLevels`) and repetition (distinct Gemma-token bigrams). Both are 1 for an ordinary review."""
@@ -136,8 +144,14 @@ class CoherenceFactors:
         self.model = model or CoherenceModel()
         self.levels = levels or load_levels()
 
+    @property
+    def identity(self) -> str:
+        return coherence_identity(str(self.model.name), self.model.context, self.model.max_tokens, self.levels)
+
     def factors(self, contexts: list[str], responses: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        log_likelihood, tokens = self.model.log_likelihoods(contexts, responses)
+        log_likelihood, _ = self.model.log_likelihoods(contexts, responses)
         coherence = np.where(np.isnan(log_likelihood), 1.0, self.levels.factor(np.nan_to_num(log_likelihood)))
-        repetition = np.array([distinct_fraction(ids) for ids in tokens])
+        # repetition reads every token (cheap): a loop that starts after the first `max_tokens` still counts
+        whole = [self.model.tokenizer(response, add_special_tokens=False)["input_ids"] for response in responses]
+        repetition = np.array([distinct_fraction(ids) for ids in whole])
         return coherence, repetition

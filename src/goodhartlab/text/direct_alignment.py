@@ -36,6 +36,7 @@ import numpy as np
 from goodhartlab.config import ConfigError, above, at_least, config_dict, non_empty, one_of
 from goodhartlab.results import CurvePoints, RunResult
 from goodhartlab.rewards.scorer import Scorer, checked_scores
+from goodhartlab.text.gold import GOLD_BIGRAMS
 from goodhartlab.text.models import SMOLLM2, Device
 from goodhartlab.text.proxies import LEXICONS
 from goodhartlab.text.sampling import positions_from_mask
@@ -49,7 +50,7 @@ KL_CURVE = "proxy and gold vs KL"
 @dataclass
 class DirectAlignmentConfig:
     task: str = "sentiment"  # a built-in task, or 'package.module:Class'
-    gold: str = "multiemo"  # or multiemo-coherent: the hardened gold (Gemma-3-270M coherence); a user's task: its own
+    gold: str = GOLD_BIGRAMS  # or multiemo-coherent: the hardened gold (Gemma-3-270M coherence); a user's task: its own
     proxy: str = "afinn"  # the lexicon that labels the pairs (a user's task: one of its own proxies)
     policy: str = SMOLLM2  # an offline asset name, a local model folder or a Hub name
     loss: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"  # sigmoid (DPO), ipo (IPO) or hinge (SLiC); TRL's loss_type
@@ -71,7 +72,7 @@ class DirectAlignmentConfig:
         task = resolve_task(self.task)
         if self.task in TASKS:
             one_of(self, "proxy", LEXICONS)
-        check_gold(self, "multiemo")
+        check_gold(self)
         non_empty(self, "policy")
         above(self, "beta", 0)
         above(self, "learning_rate", 0)

@@ -123,11 +123,13 @@ class SentimentGold:
         head_digest = hashlib.sha256(self.head.to_json().encode()).hexdigest()[:8]
         terms = ["2 (x distinct bigrams)" if fluency else "1"]
         if self.coherent:
-            from goodhartlab.text.coherence import load_levels
+            from goodhartlab.text.coherence import MAX_TOKENS, NEUTRAL_CONTEXT, coherence_identity, load_levels
+            from goodhartlab.text.models import GEMMA
 
             self.name = f"{self.name}+gemma-coherence"
-            levels = (load_levels() if self._coherence is None else self._coherence.levels).to_json()
-            terms = [f"x gemma coherence and token bigrams, levels {hashlib.sha256(levels.encode()).hexdigest()[:8]}"]
+            identity = (coherence_identity(GEMMA, NEUTRAL_CONTEXT, MAX_TOKENS, load_levels()) if self._coherence is None
+                        else self._coherence.identity)
+            terms = [f"x coherence and token bigrams ({identity})"]
         encoder_name = getattr(self.encoder, "name", type(self.encoder).__name__)
         if encoder_name != MINILM:  # cached scores are the encoder's too (MiniLM's versions stay as they were)
             terms.append(f"encoder {encoder_name}")

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from goodhartlab.config import ConfigError, above, at_least, config_dict, one_of
 from goodhartlab.results import CurvePoints, RunResult
 from goodhartlab.rewards.scorer import Scorer
+from goodhartlab.text.gold import GOLD_BIGRAMS
 from goodhartlab.text.models import SMOLLM2, Device, resolve_device
 from goodhartlab.text.proxies import LEARNED, PROXIES
 from goodhartlab.text.tasks import TASKS, Task, check_gold, resolve_task, task_gold
@@ -33,7 +34,7 @@ class GRPOStudyConfig:
     examples/text-rl.yaml holds settings that reach a hacked policy within 20 steps."""
 
     task: str = "sentiment"  # a built-in task, or 'package.module:Class'
-    gold: str = "multiemo"
+    gold: str = GOLD_BIGRAMS
     """The gold by name: multiemo (the MultiEmo head x word bigrams) or multiemo-coherent (the hardened gold: x
     Gemma-3-270M coherence and token bigrams, a Gemma pass per response); a user's task scores with its own."""
     proxy: str = "vader"  # a lexicon, or "learned": the best-of-n study's Bradley–Terry reward model
@@ -64,7 +65,7 @@ class GRPOStudyConfig:
         resolve_task(self.task)
         if self.task in TASKS:  # a user's task knows its own proxies
             one_of(self, "proxy", PROXIES)
-        check_gold(self, "multiemo")
+        check_gold(self)
         above(self, "beta", 0, why="with beta = 0 TRL loads no reference model and logs no KL, so there is no "
               "pressure to plot gold against")
         above(self, "learning_rate", 0)

@@ -44,7 +44,11 @@ def _say(message: str) -> None:
 
 
 def learned_proxy_name(cfg: BestOfNConfig) -> str:
-    return f"bradley-terry on policy features ({cfg.proxy_pairs} pairs)"
+    """The proxy's name and version; it names the gold that labelled its pairs when that is not the default."""
+    from goodhartlab.text.gold import GOLD_BIGRAMS
+
+    labelled = "" if cfg.gold == GOLD_BIGRAMS else f", labelled by {cfg.gold}"
+    return f"bradley-terry on policy features ({cfg.proxy_pairs} pairs{labelled})"
 
 
 def split_prompts(cfg: BestOfNConfig, task: Task, sampler: PoolSampler, seed: int) -> tuple[list[str], list[str]]:

@@ -1,7 +1,7 @@
 """Preference pairs: a prompt, the answer the gold prefers and the one it does not.
 
-Reward models are trained and scored on these. They come from pools (two samples of a prompt, the gold
-decides: `gold_pairs`) or from a user's JSONL file (`read_pairs`), whose every bad row is one error
+Reward models are trained and scored on these. They come from MultiEmo (`review_pairs`: a positive
+review over a negative one) or from a user's JSONL file (`read_pairs`), whose every bad row is one error
 naming the file, the row and the field: a missing field, an empty text, the same text on both sides,
 a gold score that is not a finite number.
 """
@@ -14,8 +14,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from goodhartlab.files import write_atomically
 
@@ -64,7 +62,7 @@ def check_pair(pair: PreferencePair, where: str) -> None:
                         "chosen must be the answer the gold prefers")
 
 
-def check_pairs(pairs: Sequence[PreferencePair], source: str = "pairs") -> None:
+def check_preference_pairs(pairs: Sequence[PreferencePair], source: str = "pairs") -> None:
     """Every pair's rules; `source` names the file or set in the message. At least one pair."""
     if not pairs:
         raise PairError(f"{source}: no preference pairs")
@@ -117,28 +115,6 @@ def write_pairs(path: str | Path, pairs: Iterable[PreferencePair]) -> Path:
     """Pairs as JSONL, written atomically."""
     text = "".join(json.dumps(pair.to_dict(), ensure_ascii=False) + "\n" for pair in pairs)
     return write_atomically(path, lambda staged: staged.write_text(text, encoding="utf-8"))
-
-
-def pairs_from_scores(prompts: Sequence[str], answers: Sequence[Sequence[str]], gold: np.ndarray,
-                      *, min_gap: float = 1e-6) -> list[PreferencePair]:
-    """For each prompt's two answers, the pair the gold orders; ties (gold gap <= `min_gap`) and identical
-    answers are dropped, since they say nothing about which is better."""
-    pairs = []
-    for prompt, (first, second), (g1, g2) in zip(prompts, answers, gold, strict=True):
-        if first == second or abs(g1 - g2) <= min_gap or not first.strip() or not second.strip():
-            continue
-        chosen, rejected, high, low = (first, second, g1, g2) if g1 > g2 else (second, first, g2, g1)
-        pairs.append(PreferencePair(prompt, chosen, rejected, float(high), float(low)))
-    return pairs
-
-
-def gold_pairs(task: Any, gold: Any, prompts: list[str], sampler: Any, seed: int) -> list[PreferencePair]:
-    """Gold-labelled pairs of `prompts` (as the policy reads them): two samples of each from `sampler`'s pool
-    cache (seed `seed`), the gold decides. The pools and the gold's scores are cached, so every method and
-    seed of a study that asks for the same pairs reads the same ones."""
-    answers = sampler.pools(prompts, 2, seed)
-    scores = sampler.scores(gold, prompts, 2, seed)
-    return pairs_from_scores(prompts, answers, scores)
 
 
 def review_pairs(count: int, *, offset: int = 0, words: int = 20) -> list[PreferencePair]:

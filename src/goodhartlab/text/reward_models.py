@@ -57,8 +57,7 @@ from goodhartlab.files import write_atomically
 from goodhartlab.rewards.ensemble import EnsembleReward
 from goodhartlab.rewards.scorer import check_pairs
 from goodhartlab.text.models import SMOLLM2
-from goodhartlab.text.preferences import PreferencePair
-from goodhartlab.text.preferences import check_pairs as check_preference_pairs
+from goodhartlab.text.preferences import PreferencePair, check_preference_pairs
 
 Method = Literal["bt", "grm", "ensemble", "warm"]
 METHODS: tuple[str, ...] = ("bt", "grm", "ensemble", "warm")
@@ -270,18 +269,20 @@ class EncodedPairs:
         return len(self.chosen)
 
 
-def encode_pairs(trunk: Trunk, pairs: Sequence[PreferencePair]) -> EncodedPairs:
+def encode_pairs(trunk: Trunk, pairs: Sequence[PreferencePair], source: str = "pairs") -> EncodedPairs:
     """Run the trunk over every pair's two texts once; every member and epoch trains on the result."""
     chosen_ids = trunk.token_ids([p.prompt + p.chosen for p in pairs])
     rejected_ids = trunk.token_ids([p.prompt + p.rejected for p in pairs])
-    prompt_lengths = [len(ids) for ids in trunk.tokenizer([p.prompt for p in pairs],
-                                                          add_special_tokens=False)["input_ids"]]
+    prompt_ids = trunk.tokenizer([p.prompt for p in pairs], add_special_tokens=False)["input_ids"]
     starts = []
-    for ids, prompt, length in zip(chosen_ids, pairs, prompt_lengths, strict=True):
-        prompt_ids = trunk.tokenizer(prompt.prompt, add_special_tokens=False)["input_ids"]
+    for row, (ids, own, rejected) in enumerate(zip(chosen_ids, prompt_ids, rejected_ids, strict=True), 1):
+        length = len(own)
         # a token that straddles the prompt's end belongs to the answer
-        start = length if ids[:length] == prompt_ids else max(length - 1, 0)
-        starts.append(min(start, len(ids) - 1))
+        start = length if ids[:length] == own else max(length - 1, 0)
+        if start >= min(len(ids), len(rejected)):
+            raise RewardModelError(f"{source}, row {row}: the prompt fills all {trunk.max_length} tokens the model "
+                                   "reads, so no answer token is left to score; raise max_length or shorten it")
+        starts.append(start)
     states = trunk.states(chosen_ids + rejected_ids)
     return EncodedPairs(states[:len(pairs)], states[len(pairs):], chosen_ids, starts)
 
@@ -307,12 +308,13 @@ def _answer_positions(data: EncodedPairs, batch: Sequence[int], width: int) -> t
     targets = torch.zeros_like(positions)
     mask = torch.zeros(positions.shape)
     for row, i in enumerate(batch):
-        ids, start = data.chosen_ids[i], data.answer_start[i]
-        count = len(ids) - start
-        if count <= 0 or start == 0:
+        ids = data.chosen_ids[i]
+        first = max(data.answer_start[i], 1)  # with no prompt, the answer's first token has nothing to predict it
+        count = len(ids) - first
+        if count <= 0:
             continue
-        positions[row, :count] = torch.arange(start - 1, len(ids) - 1)
-        targets[row, :count] = torch.tensor(ids[start:])
+        positions[row, :count] = torch.arange(first - 1, len(ids) - 1)
+        targets[row, :count] = torch.tensor(ids[first:])
         mask[row, :count] = 1.0
     return positions, targets, mask
 
@@ -503,7 +505,7 @@ def train_reward_model(cfg: RewardModelConfig, pairs: Sequence[PreferencePair], 
         return train_with_reward_trainer(cfg, pairs, seed=seed, trunk=trunk)
     trunk = trunk or load_trunk(cfg.backbone, cfg.train_layers, max_length=cfg.max_length)
     start = time.perf_counter()
-    data = encoded or encode_pairs(trunk, pairs)
+    data = encoded or encode_pairs(trunk, pairs, source)
     encode_seconds = time.perf_counter() - start
     tops, records = [], []
     for member in range(cfg.k):
@@ -569,6 +571,7 @@ def train_with_reward_trainer(cfg: RewardModelConfig, pairs: Sequence[Preference
                             bf16=bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
                             **without_activation_checkpointing())
         trainer = RewardTrainer(model=classifier, args=args, train_dataset=dataset, processing_class=trunk.tokenizer)
+        trained = len(trainer.train_dataset)  # type: ignore[arg-type]  # it drops pairs over max_length
         trainer.train()
     seconds = time.perf_counter() - start
     top = trunk.top(None)
@@ -578,8 +581,8 @@ def train_with_reward_trainer(cfg: RewardModelConfig, pairs: Sequence[Preference
         top.norm.load_state_dict(decoder.norm.state_dict())
         top.score.load_state_dict(classifier.score.state_dict())
     top.eval()
-    record = {"config": config_dict(cfg), "seed": seed, "pairs": len(pairs), "train_seconds": round(seconds, 2),
-              "trainer": "trl RewardTrainer"}
+    record = {"config": config_dict(cfg), "seed": seed, "pairs": trained, "dropped_as_too_long": len(pairs) - trained,
+              "train_seconds": round(seconds, 2), "trainer": "trl RewardTrainer"}
     return RewardModel(trunk, [top], "bt", record=record)
 
 
@@ -695,6 +698,10 @@ def load_reward_model(folder: str | Path, *, backbone: str | None = None, batch_
             top = trunk.top(None)
             state = {name[len(f"{m}."):]: tensor for name, tensor in tensors.items() if name.startswith(f"{m}.")}
             expected_state = top.state_dict()
+            unknown = sorted(set(state) - set(expected_state))
+            if unknown:
+                raise RewardModelError(f"{path / MEMBERS}: member {m} has tensor '{unknown[0]}', which this "
+                                       f"backbone's top does not: a member of another backbone or format")
             for name, tensor in expected_state.items():
                 if name not in state:
                     raise RewardModelError(f"{path / MEMBERS}: member {m} lacks tensor '{name}'")

@@ -8,11 +8,13 @@ direct alignment) takes its task through `resolve_task`: a name in `TASKS`, or a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from goodhartlab.config import ConfigError, import_object
 from goodhartlab.rewards.scorer import Scorer
+from goodhartlab.text.gold import GOLD_BIGRAMS
 from goodhartlab.text.proxies import make_lexicon
 
 # MultiEmo's English reviews held out from the gold head (bigbench 1.0.0, 80/20 split with seed 0):
@@ -69,7 +71,7 @@ class SentimentTask:
     def prompts(self, count: int, *, seed: int = 0) -> list[str]:
         return review_openers(count, seed=seed, words=self.prompt_words)
 
-    def gold(self, name: str = "multiemo") -> Scorer:
+    def gold(self, name: str = GOLD_BIGRAMS) -> Scorer:
         """The task's gold by name (`goodhartlab.text.gold.GOLDS`)."""
         from goodhartlab.text.gold import make_gold
 
@@ -102,7 +104,7 @@ class ShortReviewTask:
         return [SHORT_REVIEW_INSTRUCTION.format(limit=self.word_limit, opener=opener)
                 for opener in review_openers(count, seed=seed, words=self.prompt_words)]
 
-    def gold(self, name: str = "multiemo") -> Scorer:
+    def gold(self, name: str = GOLD_BIGRAMS) -> Scorer:
         """The task's gold by name (`goodhartlab.text.gold.GOLDS`), reading the answer alone, with the word limit."""
         from goodhartlab.text.gold import make_gold
 
@@ -146,11 +148,12 @@ def resolve_task(name: str) -> Task:
     return built
 
 
-def check_gold(config: Any, default: str) -> None:
+def check_gold(config: Any) -> None:
     """A config's `gold` field: one of `GOLDS` for a built-in task; a user's task scores with its own gold,
-    so there the field stays at its default (`default`, the config's)."""
+    so there the field stays at the config's default."""
     from goodhartlab.text.gold import GOLDS
 
+    default = next(field.default for field in dataclasses.fields(config) if field.name == "gold")
     if config.task in TASKS:
         if config.gold not in GOLDS:
             raise ConfigError("gold", f"{config.gold!r} is not one of {', '.join(repr(name) for name in GOLDS)}")
