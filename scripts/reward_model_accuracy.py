@@ -25,21 +25,12 @@ import torch
 from scipy import stats
 
 from goodhartlab.config import parse_config
-from goodhartlab.text.multiemo import multiemo
-from goodhartlab.text.preferences import PreferencePair, review_pairs
+from goodhartlab.text.preferences import review_pairs
 from goodhartlab.text.reward_models import METHODS, RewardModelConfig, encode_pairs, load_trunk, train_reward_model
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "data" / "reward-model-accuracy.json"
 SETTINGS = {"train_layers": 1, "epochs": 2, "max_length": 64, "members": 4, "learning_rate": 1e-3}
 TEST_PAIRS = 128
-
-
-def opening_pairs(count: int, offset: int, words: int = 60) -> list[PreferencePair]:
-    reviews = multiemo()
-    positive = [r.text for r in reviews if r.label == "positive"][offset:offset + count]
-    negative = [r.text for r in reviews if r.label == "negative"][offset:offset + count]
-    return [PreferencePair("Review:", " " + " ".join(good.split()[:words]), " " + " ".join(bad.split()[:words]),
-                           1.0, 0.0) for good, bad in zip(positive, negative, strict=True)]
 
 
 def interval(values: list[float]) -> str:
@@ -57,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     in_distribution = review_pairs(TEST_PAIRS, offset=0)
-    out_of_distribution = opening_pairs(TEST_PAIRS, offset=TEST_PAIRS)
+    out_of_distribution = review_pairs(TEST_PAIRS, offset=TEST_PAIRS, words=60, opening=True)
     trunk = load_trunk("smollm2-135m-instruct", SETTINGS["train_layers"], max_length=SETTINGS["max_length"])
     rows = json.loads(OUT.read_text()) if OUT.exists() else []
     done = {(r["method"], r["size"], r["seed"]) for r in rows}

@@ -117,10 +117,12 @@ def write_pairs(path: str | Path, pairs: Iterable[PreferencePair]) -> Path:
     return write_atomically(path, lambda staged: staged.write_text(text, encoding="utf-8"))
 
 
-def review_pairs(count: int, *, offset: int = 0, words: int = 20) -> list[PreferencePair]:
+def review_pairs(count: int, *, offset: int = 0, words: int = 20,
+                 opening: bool = False) -> list[PreferencePair]:
     """Gold-labelled pairs with no sampling: the closing `words` words of a positive MultiEmo review (gold 1) over
     those of a negative one (gold 0), the sentiment task's preference. Reviews `offset` to `offset + count` of
-    each label, so sets at different offsets share no review (a held-out set)."""
+    each label, so sets at different offsets share no review (a held-out set). `opening`: the first `words`
+    words instead, the part of a review that sets the scene rather than gives the verdict (a shifted set)."""
     from goodhartlab.text.multiemo import multiemo
 
     reviews = multiemo()
@@ -129,6 +131,10 @@ def review_pairs(count: int, *, offset: int = 0, words: int = 20) -> list[Prefer
     if len(positive) < count or len(negative) < count:
         raise ValueError(f"MultiEmo has {len(positive)} positive and {len(negative)} negative reviews from offset "
                          f"{offset}; asked for {count} of each")
-    return [PreferencePair("Review:", " " + " ".join(good.split()[-words:]), " " + " ".join(bad.split()[-words:]),
-                           1.0, 0.0) for good, bad in zip(positive, negative, strict=True)]
+    def part(text: str) -> str:
+        kept = text.split()[:words] if opening else text.split()[-words:]
+        return " " + " ".join(kept)
+
+    return [PreferencePair("Review:", part(good), part(bad), 1.0, 0.0)
+            for good, bad in zip(positive, negative, strict=True)]
 

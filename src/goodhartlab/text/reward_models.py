@@ -243,6 +243,25 @@ class RewardTop(torch.nn.Module):
             parameter.requires_grad_(True)
         self._decoder = [decoder]  # a list: not registered as a submodule (its weights are the trunk's)
 
+    def _counterparts(self, classifier: Any, frozen: int) -> list[tuple[Any, Any]]:
+        """Each module of this top beside the one it stands for in a whole classifier of the same backbone."""
+        decoder = _decoder(classifier)
+        return [*zip(self.layers, decoder.layers[frozen:], strict=True), (self.norm, decoder.norm),
+                (self.score, classifier.score)]
+
+    def copy_from(self, classifier: Any, frozen: int) -> RewardTop:
+        """Take the top blocks, final norm and head of a whole classifier (trained or loaded whole)."""
+        with torch.no_grad():
+            for mine, theirs in self._counterparts(classifier, frozen):
+                mine.load_state_dict(theirs.state_dict())
+        return self
+
+    def copy_into(self, classifier: Any, frozen: int) -> None:
+        """Write this top into a whole classifier, which then scores as the top does."""
+        with torch.no_grad():
+            for mine, theirs in self._counterparts(classifier, frozen):
+                theirs.load_state_dict(mine.state_dict())
+
     def hidden(self, states: Any, mask: Any) -> Any:
         """The final hidden states (after the norm) of right-padded trunk states."""
         view = _view(self._decoder[0], list(self.layers), self.norm)
@@ -574,12 +593,7 @@ def train_with_reward_trainer(cfg: RewardModelConfig, pairs: Sequence[Preference
         trained = len(trainer.train_dataset)  # type: ignore[arg-type]  # it drops pairs over max_length
         trainer.train()
     seconds = time.perf_counter() - start
-    top = trunk.top(None)
-    with torch.no_grad():
-        for mine, theirs in zip(top.layers, decoder.layers[trunk.frozen:], strict=True):
-            mine.load_state_dict(theirs.state_dict())
-        top.norm.load_state_dict(decoder.norm.state_dict())
-        top.score.load_state_dict(classifier.score.state_dict())
+    top = trunk.top(None).copy_from(classifier, trunk.frozen)
     top.eval()
     record = {"config": config_dict(cfg), "seed": seed, "pairs": trained, "dropped_as_too_long": len(pairs) - trained,
               "train_seconds": round(seconds, 2), "trainer": "trl RewardTrainer"}
@@ -603,18 +617,12 @@ def save_reward_model(model: RewardModel, folder: str | Path) -> Path:
         target.rmdir()
 
     classifier = copy.deepcopy(model.trunk.classifier)
-    decoder = _decoder(classifier)
-    first = model.tops[0]
-    with torch.no_grad():
-        for mine, theirs in zip(decoder.layers[model.trunk.frozen:], first.layers, strict=True):
-            mine.load_state_dict(theirs.state_dict())
-        decoder.norm.load_state_dict(first.norm.state_dict())
-        classifier.score.load_state_dict(first.score.state_dict())
+    model.tops[0].copy_into(classifier, model.trunk.frozen)
     members = model.tops if model.method == "ensemble" else model.members
     metadata: dict[str, Any] = {
         "format": FORMAT, "version": 1, "method": model.method, "backbone": model.trunk.name,
-        "backbone_identity": model.trunk.identity, "train_layers": len(first.layers), "members": len(members) or 1,
-        "record": model.record}
+        "backbone_identity": model.trunk.identity, "train_layers": len(model.tops[0].layers),
+        "members": len(members) or 1, "record": model.record}
     if model.combine is not None and model.combine.location_ is not None and model.combine.scale_ is not None:
         metadata["ensemble"] = {"aggregation": model.combine.aggregation,
                                 "uncertainty_weight": model.combine.uncertainty_weight,
@@ -679,13 +687,7 @@ def load_reward_model(folder: str | Path, *, backbone: str | None = None, batch_
     train_layers = int(metadata.get("train_layers", 1))
     trunk = Trunk(classifier, tokenizer, train_layers, name=str(metadata.get("backbone", path)),
                   max_length=int(metadata.get("record", {}).get("config", {}).get("max_length", 256)))
-    first = trunk.top(None)
-    decoder = trunk.decoder
-    with torch.no_grad():
-        for mine, theirs in zip(first.layers, decoder.layers[trunk.frozen:], strict=True):
-            mine.load_state_dict(theirs.state_dict())
-        first.norm.load_state_dict(decoder.norm.state_dict())
-        first.score.load_state_dict(classifier.score.state_dict())
+    first = trunk.top(None).copy_from(classifier, trunk.frozen)
     first.eval()
     method = str(metadata.get("method", "bt"))
     members: list[RewardTop] = []
