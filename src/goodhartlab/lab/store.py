@@ -171,6 +171,18 @@ def _nonfinite(proxy: float | None, gold: float | None) -> str | None:
     return "; ".join(parts) or None
 
 
+def _reader(path: Path) -> sqlite3.Connection:
+    """A connection that reads and never writes. Where the folder is writable it is an ordinary connection with
+    query_only set, so SQLite can keep the write-ahead log's index as it should; a `mode=ro` connection cannot, and
+    right after a writer's last close it read a half-reset index as a malformed database. On a read-only folder
+    (a store copied off a cluster, say) `mode=ro` is all there is."""
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        connection = sqlite3.connect(path, timeout=60, isolation_level=None)
+        connection.execute("PRAGMA query_only=ON")
+        return connection
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60, isolation_level=None)
+
+
 class ResultsStore:
     """A results store. `mode="write"` creates it if needed (the sweeps); `mode="read"` opens an existing
     store read-only (the report), including one an earlier goodhartlab wrote."""
@@ -198,8 +210,7 @@ class ResultsStore:
                 raise StoreError(f"cannot create {path}: {path.parent} is a file, not a folder") from None
         try:
             if self.mode == "read":
-                connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
-                                             isolation_level=None)
+                connection = _reader(path)
             else:
                 connection = sqlite3.connect(path, timeout=60, isolation_level=None)
             version = self._check_identity(connection, exists)
