@@ -17,6 +17,8 @@ from goodhartlab.results import RunResult
 
 Study = Callable[[Any, int], RunResult]
 """A study kind's function: (its config, seed) -> RunResult."""
+Tables = Callable[[Sequence[Mapping[str, Any]]], list[tuple[str, list[str], list[list[Any]]]]]
+"""A study kind's tables across the seeds of a variant: (their summaries) -> [(title, header, rows)]."""
 
 
 class KindError(ValueError):
@@ -62,6 +64,9 @@ class StudyKind:
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     memory_gib: float = 0.0
+    tables: str | None = None
+    """'module:name' of a function that takes the summaries of one variant's runs (its seeds) and gives the
+    report's tables across them: [(title, header, rows)]."""
 
     def resources(self, config: Any) -> Resources:
         """What a run of this kind with `config` needs: the kind's declaration, and one GPU for `device: cuda`."""
@@ -87,6 +92,12 @@ class StudyKind:
         prepare: Callable[[Sequence[tuple[Any, int]]], None] = import_object(
             self.prepare, f"preparation of kind {self.name}", ours=self.registered)
         return prepare
+
+    def table_function(self) -> Tables | None:
+        if self.tables is None:
+            return None
+        tables: Tables = import_object(self.tables, f"tables of kind {self.name}", ours=self.registered)
+        return tables
 
 
 KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (
@@ -127,6 +138,11 @@ KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (
               description="DPO, IPO or SLiC (TRL) on proxy-labelled pairs, gold win rate against √KL", memory_gib=4),
     StudyKind("kl_limits", "goodhartlab.text.kl_limits:KLLimitsConfig", "goodhartlab.text.kl_limits:kl_limits_study",
               description="the teacher agent under a total KL budget or a per-token penalty (Cohen et al.)",
+              memory_gib=4),
+    StudyKind("mitigation", "goodhartlab.text.mitigation:MitigationConfig",
+              "goodhartlab.text.mitigation:mitigation_study", prepare="goodhartlab.text.mitigation:prepare_pools",
+              tables="goodhartlab.text.mitigation:frontier_tables",
+              description="reward-model mitigations (BT, GRM, ensembles, WARM, capping) on one best-of-n frontier",
               memory_gib=4),
 )}
 RENAMED = {"bestofn_study": "bestofn", "rl_study": "grpo", "direct_alignment_study": "direct_alignment"}

@@ -135,6 +135,30 @@ def _summary_rows(runs: list[StoredRun]) -> tuple[list[str], list[list[Any]]]:
     return ["variant", "seed", *keys], rows
 
 
+def _kind_tables(runs: list[StoredRun], labels: dict[str, str]) -> list[str]:
+    """The tables a study kind draws across the seeds of each variant (a mitigation study's frontier)."""
+    from goodhartlab.lab.registry import KINDS
+
+    by_variant: dict[str, list[StoredRun]] = defaultdict(list)
+    for run in runs:
+        by_variant[labels[run.run_id]].append(run)
+    parts = []
+    for variant, variant_runs in by_variant.items():
+        kind = KINDS.get(variant_runs[0].kind)
+        tables = kind.table_function() if kind is not None else None
+        if tables is None:
+            continue
+        try:
+            made = tables([run.summary for run in sorted(variant_runs, key=lambda run: run.seed)])
+        except (KeyError, ValueError) as error:
+            reason = html.escape(str(error))
+            parts.append(f"<p class='note'>{html.escape(variant)}: no table across its seeds ({reason})</p>")
+            continue
+        for title, header, rows in made:
+            parts.append(f"<h3>{html.escape(variant)}: {html.escape(title)}</h3>" + _table(header, rows))
+    return parts
+
+
 def _study_section(store: ResultsStore, info: StudyInfo) -> str:
     study, meta = info.study, info.meta
     runs = store.runs(study)
@@ -194,6 +218,7 @@ def _study_section(store: ResultsStore, info: StudyInfo) -> str:
                              "β interval", "peak KL", "peak KL interval", "peak gold",
                              "observed peak KL", "observed peak inside interval",
                              "extrapolation RMSE"], fit_rows))
+    parts += _kind_tables(runs, labels)
     header, summary_rows = _summary_rows(runs)
     if summary_rows:
         parts.append("<h3>Run summaries</h3>" + _table(header, summary_rows))

@@ -288,20 +288,23 @@ class EncodedPairs:
         return len(self.chosen)
 
 
+def answer_starts(trunk: Trunk, prompts: Sequence[str], ids: Sequence[Sequence[int]]) -> list[int]:
+    """Where each answer's tokens begin in the tokens of prompt + answer (`ids`, as `Trunk.token_ids` gives them)."""
+    prompt_ids = trunk.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    # a token that straddles the prompt's end belongs to the answer
+    return [len(own) if list(row[:len(own)]) == own else max(len(own) - 1, 0)
+            for row, own in zip(ids, prompt_ids, strict=True)]
+
+
 def encode_pairs(trunk: Trunk, pairs: Sequence[PreferencePair], source: str = "pairs") -> EncodedPairs:
     """Run the trunk over every pair's two texts once; every member and epoch trains on the result."""
     chosen_ids = trunk.token_ids([p.prompt + p.chosen for p in pairs])
     rejected_ids = trunk.token_ids([p.prompt + p.rejected for p in pairs])
-    prompt_ids = trunk.tokenizer([p.prompt for p in pairs], add_special_tokens=False)["input_ids"]
-    starts = []
-    for row, (ids, own, rejected) in enumerate(zip(chosen_ids, prompt_ids, rejected_ids, strict=True), 1):
-        length = len(own)
-        # a token that straddles the prompt's end belongs to the answer
-        start = length if ids[:length] == own else max(length - 1, 0)
+    starts = answer_starts(trunk, [p.prompt for p in pairs], chosen_ids)
+    for row, (start, ids, rejected) in enumerate(zip(starts, chosen_ids, rejected_ids, strict=True), 1):
         if start >= min(len(ids), len(rejected)):
             raise RewardModelError(f"{source}, row {row}: the prompt fills all {trunk.max_length} tokens the model "
                                    "reads, so no answer token is left to score; raise max_length or shorten it")
-        starts.append(start)
     states = trunk.states(chosen_ids + rejected_ids)
     return EncodedPairs(states[:len(pairs)], states[len(pairs):], chosen_ids, starts)
 
@@ -430,21 +433,21 @@ class RewardModel:
             return scores
         ids = self.trunk.token_ids([p + r for p, r in zip(prompts, responses, strict=True)])
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        with torch.no_grad():
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                states = self.trunk.states([ids[i] for i in batch], batch_size=len(batch))
-                hidden_in, mask, last = _stack(states)
-                for m, top in enumerate(tops):
-                    scores[m, batch] = top.rewards(hidden_in, mask, last).numpy()
+        for start in range(0, len(order), self.batch_size):  # the trunk's states of one batch at a time
+            batch = order[start:start + self.batch_size]
+            states = self.trunk.states([ids[i] for i in batch], batch_size=len(batch))
+            scores[:, batch] = top_scores(tops, states, batch_size=len(batch))
         return scores
 
-    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        scores = self.member_scores(prompts, responses)
+    def aggregate(self, member_scores: np.ndarray) -> np.ndarray:
+        """The model's reward from its members' scores: the one top's, or the ensemble's objective."""
         if self.combine is None:
-            single: np.ndarray = scores[0]
+            single: np.ndarray = member_scores[0]
             return single
-        return self.combine.aggregate(scores)
+        return self.combine.aggregate(member_scores)
+
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        return self.aggregate(self.member_scores(prompts, responses))
 
     def disagreement(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         """The members' variance on each response (normalized members for an ensemble, WARM's raw members):
@@ -539,21 +542,23 @@ def train_reward_model(cfg: RewardModelConfig, pairs: Sequence[PreferencePair], 
     if cfg.method == "warm":
         return RewardModel(trunk, [average_tops(trunk, tops)], "warm", members=tops, record=record)
     if cfg.method == "ensemble":
-        reference = _reference_scores(trunk, tops, data)
+        reference = top_scores(tops, data.chosen + data.rejected)  # the training answers
         combine = EnsembleReward(cfg.aggregation, cfg.uncertainty_weight).fit(reference)
         return RewardModel(trunk, tops, "ensemble", combine=combine, record=record)
     return RewardModel(trunk, tops, cfg.method, record=record)
 
 
-def _reference_scores(trunk: Trunk, tops: Sequence[RewardTop], data: EncodedPairs) -> np.ndarray:
-    """Each member's scores of the training answers (the initial policy's samples), for normalization."""
-    states = data.chosen + data.rejected
+def top_scores(tops: Sequence[RewardTop], states: Sequence[Any], *, batch_size: int = 16) -> np.ndarray:
+    """(tops, texts): each top's reward of trunk states already computed, in batches of similar length, so
+    texts the trunk has read once are scored by any number of tops (members, methods, seeds)."""
     scores = np.zeros((len(tops), len(states)))
+    order = sorted(range(len(states)), key=lambda i: len(states[i]))
     with torch.no_grad():
-        for start in range(0, len(states), 16):
-            hidden_in, mask, last = _stack(states[start:start + 16])
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            hidden_in, mask, last = _stack([states[i] for i in batch])
             for m, top in enumerate(tops):
-                scores[m, start:start + 16] = top.rewards(hidden_in, mask, last).numpy()
+                scores[m, batch] = top.rewards(hidden_in, mask, last).numpy()
     return scores
 
 
@@ -744,6 +749,6 @@ def reward_function(folder: str | Path, **kwargs: Any) -> Callable[..., list[flo
     return ScorerReward(model, name=kwargs.pop("name", model.name), **kwargs)
 
 
-__all__ = ["METHODS", "RewardModel", "RewardModelConfig", "RewardModelError", "Trunk", "bradley_terry_loss",
-           "encode_pairs", "grm_regularizer", "load_reward_model", "load_trunk", "reward_function",
-           "save_reward_model", "train_reward_model"]
+__all__ = ["METHODS", "RewardModel", "RewardModelConfig", "RewardModelError", "Trunk", "answer_starts",
+           "bradley_terry_loss", "encode_pairs", "grm_regularizer", "load_reward_model", "load_trunk",
+           "reward_function", "save_reward_model", "top_scores", "train_reward_model"]
