@@ -132,3 +132,9 @@ def test_a_spec_runs_every_draw_and_the_report_shows_the_frontier(models: dict[s
     assert "The frontier over 2 draw(s) of pairs" in report
     for label in ("Bradley–Terry", "ensemble of k, worst case", "WARM of k (weights averaged)"):
         assert label in report
+
+
+def test_a_prompt_that_fills_max_length_is_refused_by_field(models: dict[str, str]) -> None:
+    cfg = parse_config(MitigationConfig, tiny_frontier(models, max_length=8))  # the tiny task's openers are longer
+    with pytest.raises(ConfigError, match="max_length is 8 tokens, which a prompt fills"):
+        mitigation_study(cfg, 0)

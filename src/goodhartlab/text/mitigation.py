@@ -145,7 +145,11 @@ def _read(trunk: Any, prompts: Sequence[str], responses: Sequence[str]) -> ReadT
     from goodhartlab.text.reward_models import answer_starts
 
     ids = trunk.token_ids([p + r for p, r in zip(prompts, responses, strict=True)])
-    return ReadTexts(ids, trunk.states(ids), answer_starts(trunk, prompts, ids))
+    starts = answer_starts(trunk, prompts, ids)
+    if any(start >= len(row) for start, row in zip(starts, ids, strict=True)):
+        raise ConfigError("max_length", f"is {trunk.max_length} tokens, which a prompt fills, so no answer token is "
+                          "left to score; raise max_length")
+    return ReadTexts(ids, trunk.states(ids), starts)
 
 
 _LAST_READ: dict[str, tuple[Any, ReadTexts, ReadTexts]] = {}
