@@ -77,7 +77,8 @@ def test_the_frontier_table_pairs_each_drop_with_the_baselines() -> None:
     assert bt.peak_n == 4 and bt.peak_kl == pytest.approx(np.log(4) - 3 / 4)
     assert bt.drop == pytest.approx((0.2, 0.2, 0.2)) and bt.reduction is None
     assert bt.gold_at_peak[0] == pytest.approx(0.7) and bt.gold_at_last[0] == pytest.approx(0.5)
-    assert worst.reduction == pytest.approx((0.75, 0.75, 0.75))
+    assert worst.reduction == pytest.approx((0.75, 0.75, 0.75)) and bt.gain is None
+    assert worst.gain == pytest.approx((0.15, 0.15, 0.15))  # 0.65 against BT's 0.5 at n = 8, on every prompt
     # a flat top ending at the largest n is no fall: its peak is the largest n, as in best-of-n studies
     assert warm.peak_n == 8 and warm.drop == (0.0, 0.0, 0.0) and warm.reduction[0] == pytest.approx(1.0)
     # proxy rose 1.5 SD from n = 1; gold rose 0.1 over a pool SD of 0.3
@@ -87,6 +88,9 @@ def test_the_frontier_table_pairs_each_drop_with_the_baselines() -> None:
                                                          for s in range(3)])}
     low, high = noisy["grm"].reduction[1:]
     assert low < noisy["grm"].reduction[0] < high  # the interval resamples draws and prompts
+    flat = {row.method: row for row in frontier_table([summary_with({"bt": 0.0, "grm": 0.1}, 0.05, s)
+                                                        for s in range(3)])}
+    assert flat["bt"].drop[1] <= 0 and flat["grm"].reduction is None  # no fall of the baseline's to reduce
     with pytest.raises(ValueError, match="no runs"):
         frontier_table([])
 

@@ -322,7 +322,10 @@ class FrontierRow:
     gold_at_last: tuple[float, float, float]
     drop: tuple[float, float, float]
     reduction: tuple[float, float, float] | None
-    """1 − drop / the baseline's drop (None for the baseline, or when the baseline does not fall)."""
+    """1 − drop / the baseline's drop; None for the baseline, and where the baseline's drop interval reaches 0:
+    with no fall to reduce, the ratio is noise over noise."""
+    gain: tuple[float, float, float] | None
+    """Gold at the largest n minus the baseline's, paired by draw and prompt (None for the baseline)."""
     gap: float
     """Proxy minus gold at the largest n, both as rises from n = 1 in standard deviations of the pool."""
     words_at_last: float
@@ -365,11 +368,15 @@ def frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int = 2
         drop_samples = resampled(drop)
         drops[name] = (drop_samples, float(drop.mean()))
         reduction = None
-        if name != BASELINE and BASELINE in drops and drops[BASELINE][1] > 0:
+        if name != BASELINE and BASELINE in drops and np.quantile(drops[BASELINE][0], 0.025) > 0:
             base_samples, base_drop = drops[BASELINE]
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = 1 - drop_samples / base_samples
             reduction = _interval(ratio[np.isfinite(ratio)], 1 - float(drop.mean()) / base_drop)
+        gain = None
+        if name != BASELINE and BASELINE in gold:
+            difference = curves[:, :, -1] - gold[BASELINE][:, :, -1]
+            gain = _interval(resampled(difference), float(difference.mean()))
         method_rows = [s["methods"][name] for s in summaries]
         proxy_rise = float(np.mean([r["proxy"][-1] - r["proxy"][0] for r in method_rows]))
         gold_rise = float((curves[:, :, -1] - curves[:, :, 0]).mean())
@@ -379,7 +386,7 @@ def frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int = 2
             peak_n=int(ns[peak]), peak_kl=float(np.log(ns[peak]) - (ns[peak] - 1) / ns[peak]),
             gold_at_peak=_interval(resampled(curves[:, :, peak]), float(mean[peak])),
             gold_at_last=_interval(resampled(curves[:, :, -1]), float(mean[-1])),
-            drop=_interval(drop_samples, float(drop.mean())), reduction=reduction,
+            drop=_interval(drop_samples, float(drop.mean())), reduction=reduction, gain=gain,
             gap=proxy_rise - gold_rise / pool_gold_sd,
             words_at_last=float(np.mean([r["words"][-1] for r in method_rows])),
             train_seconds=float(np.mean([r["train_seconds"] for r in method_rows])),
@@ -388,7 +395,8 @@ def frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int = 2
 
 
 FRONTIER_HEADER = ["method", "draws", "pool accuracy", "peak n", "KL at peak", "gold at peak", "gold at the largest n",
-                   "drop", "reduction of BT's drop", "proxy–gold gap (SD)", "words at the largest n",
+                   "drop", "reduction of BT's drop", "gold at the largest n − BT's", "proxy–gold gap (SD)",
+                   "words at the largest n",
                    "training s per draw", "scoring s per 1,000 answers"]
 
 
@@ -404,7 +412,8 @@ def frontier_cells(rows: Sequence[FrontierRow]) -> list[list[str]]:
     """The table's cells, as the report and the docs print them (FRONTIER_HEADER's columns)."""
     return [[FRONTIER_METHODS.get(row.method, row.method), str(row.draws), f"{row.pool_accuracy:.3f}", str(row.peak_n),
              f"{row.peak_kl:.2f}", _with_interval(row.gold_at_peak), _with_interval(row.gold_at_last),
-             _with_interval(row.drop), _with_interval(row.reduction, 0, percent=True), f"{row.gap:.2f}",
+             _with_interval(row.drop), _with_interval(row.reduction, 0, percent=True), _with_interval(row.gain),
+             f"{row.gap:.2f}",
              f"{row.words_at_last:.1f}", f"{row.train_seconds:.0f}", f"{row.score_seconds_per_1000:.1f}"]
             for row in rows]
 
