@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from goodhartlab.measure.kl import kl_bestofn
 from goodhartlab.text.mitigation import FRONTIER_HEADER, FRONTIER_METHODS, frontier_cells, frontier_table
 
 HERE = Path(__file__).resolve().parents[1]
@@ -57,7 +58,7 @@ def draw(studies: dict[str, list[dict[str, Any]]]) -> None:
 
 def panel(axis: Any, summaries: list[dict[str, Any]], pairs: str) -> None:
     ns = np.asarray(summaries[0]["ns"])
-    kl = np.log(ns) - (ns - 1) / ns
+    kl = kl_bestofn(ns)
     colors = plt.get_cmap("tab10")
     for index, method in enumerate(FRONTIER_METHODS):
         per_draw = np.array([np.asarray(s["methods"][method]["gold_per_prompt"]).mean(axis=0) for s in summaries])

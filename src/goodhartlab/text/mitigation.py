@@ -14,8 +14,9 @@ what their reward model selects; they are compared where they can differ, in RL.
 increasing: every answer above the cap ties, and best-of-n picks among them at random.
 
 `frontier_table` reads the runs of a study (one per draw) and gives the summary the docs and the report show:
-per method, gold at the peak n and at the largest n, the drop between them and each method's reduction of
-Bradley–Terry's drop, with intervals that resample both draws and prompts.
+per method, gold at the peak n and at the largest n, the drop between them, its gold at the largest n against
+Bradley–Terry's and, where BT's own drop is established (its interval above 0), the reduction of that drop; the
+intervals resample both draws and prompts, the same resamples for every method.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from goodhartlab.config import ConfigError, above, at_least, config_dict, parse_config
+from goodhartlab.measure.kl import kl_bestofn
 from goodhartlab.results import CurvePoints, RunResult
 from goodhartlab.rewards.bradley_terry import available_pairs, comparison_pairs
 from goodhartlab.text.gold import GOLD_BIGRAMS
@@ -296,7 +298,7 @@ def mitigation_study(cfg: MitigationConfig, seed: int) -> RunResult:
         _say(f"draw {seed}: {family} trained in {trained:.0f} s, scored the pool in {scored:.0f} s")
 
     ordered = {name: rows[name] for name in FRONTIER_METHODS}
-    kl = [float(np.log(n) - (n - 1) / n) for n in ns]
+    kl = kl_bestofn(ns).tolist()
     curves = {name: CurvePoints(kl, row["proxy"], np.asarray(row["gold_per_prompt"]).mean(axis=0).tolist(), "kl")
               for name, row in ordered.items()}
     summary = {"config": config_dict(cfg), "gold_scorer": f"{gold.name} {gold.version}", "ns": ns,
@@ -383,7 +385,7 @@ def frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int = 2
         pool_gold_sd = float(np.mean([s["pool_gold_sd"] for s in summaries])) or 1.0
         rows.append(FrontierRow(
             method=name, draws=draws, pool_accuracy=float(np.mean([r["pool_accuracy"] for r in method_rows])),
-            peak_n=int(ns[peak]), peak_kl=float(np.log(ns[peak]) - (ns[peak] - 1) / ns[peak]),
+            peak_n=int(ns[peak]), peak_kl=float(kl_bestofn(ns[peak])),
             gold_at_peak=_interval(resampled(curves[:, :, peak]), float(mean[peak])),
             gold_at_last=_interval(resampled(curves[:, :, -1]), float(mean[-1])),
             drop=_interval(drop_samples, float(drop.mean())), reduction=reduction, gain=gain,
