@@ -85,7 +85,7 @@ def test_ctrl_c_stops_within_seconds_keeps_finished_runs_and_a_rerun_does_only_t
     os.killpg(sweep.pid, signal.SIGINT)  # what a terminal sends: the whole foreground group
     pressed = time.monotonic()
     sweep.wait(timeout=30)
-    assert time.monotonic() - pressed < 10 and sweep.returncode == 130  # alone it exits in 0.2-0.5 s
+    assert time.monotonic() - pressed < 5 and sweep.returncode == 130  # it exits in 0.2-0.5 s here
     assert wait_for(lambda: not any(alive(pid) for pid in workers), 5), "a worker outlived the sweep by 5 s"
     kept = stored(tmp_path)
     assert 2 <= kept < 12
