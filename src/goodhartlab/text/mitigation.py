@@ -294,7 +294,7 @@ def mitigation_study(cfg: MitigationConfig, seed: int) -> RunResult:
             record(family, model.aggregate(member), trained, scored)
         if family == "bt":  # the cap: a quantile of BT's own rewards on the answers it was trained on
             cap = float(np.quantile(top_scores(model.tops, encoded.chosen + encoded.rejected)[0], cfg.cap_quantile))
-            record("bt-capped", np.minimum(model.aggregate(member), cap), trained, scored)
+            record("bt-capped", np.minimum(member[0], cap), trained, scored)
         _say(f"draw {seed}: {family} trained in {trained:.0f} s, scored the pool in {scored:.0f} s")
 
     ordered = {name: rows[name] for name in FRONTIER_METHODS}
@@ -353,6 +353,7 @@ def frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int = 2
     draw_pick = rng.integers(0, draws, (resamples, draws))
     prompt_pick = rng.integers(0, prompts, (resamples, prompts))
     pool_answers = float(summaries[0]["pool_answers"])
+    pool_gold_sd = float(np.mean([s["pool_gold_sd"] for s in summaries])) or 1.0
 
     def resampled(values: np.ndarray) -> np.ndarray:
         """The mean of (draws, prompts) values under each resample of draws and of prompts."""
@@ -382,7 +383,6 @@ def frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int = 2
         method_rows = [s["methods"][name] for s in summaries]
         proxy_rise = float(np.mean([r["proxy"][-1] - r["proxy"][0] for r in method_rows]))
         gold_rise = float((curves[:, :, -1] - curves[:, :, 0]).mean())
-        pool_gold_sd = float(np.mean([s["pool_gold_sd"] for s in summaries])) or 1.0
         rows.append(FrontierRow(
             method=name, draws=draws, pool_accuracy=float(np.mean([r["pool_accuracy"] for r in method_rows])),
             peak_n=int(ns[peak]), peak_kl=float(kl_bestofn(ns[peak])),
