@@ -144,6 +144,12 @@ KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (
               tables="goodhartlab.text.mitigation:frontier_tables",
               description="reward-model mitigations (BT, GRM, ensembles, WARM, capping) on one best-of-n frontier",
               memory_gib=4),
+    StudyKind("mitigation_rl", "goodhartlab.text.mitigation_rl:RLMitigationConfig",
+              "goodhartlab.text.mitigation_rl:rl_mitigation_study",
+              prepare="goodhartlab.text.mitigation_rl:prepare_rl_pools",
+              tables="goodhartlab.text.mitigation_rl:rl_frontier_tables",
+              description="GRPO against one reward-model mitigation (BT, GRM, an ensemble, WARM, PAR), gold weight 0",
+              memory_gib=4),
 )}
 RENAMED = {"bestofn_study": "bestofn", "rl_study": "grpo", "direct_alignment_study": "direct_alignment"}
 """Kinds known under an earlier name: still read, with a note to use the new one."""
