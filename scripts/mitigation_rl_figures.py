@@ -6,7 +6,8 @@ Reads the runs of the study `mitigation-rl` from the store that `goodhartlab run
 goodhartlab-out/mitigation` writes, keeps their summaries in docs/data/mitigation-rl-runs.json (without a store the
 figure is drawn from that file), draws docs/figures/mitigation-rl.png (gold and KL per block of steps, a line per
 method) and prints the table: each method's peak and drop over its seeds, and its last block's gold against
-Bradley–Terry's, paired by seed.
+Bradley–Terry's, paired by seed. With --hardened it also scores the completions the runs kept (two a step) of the
+first and the last block with the hardened gold, `multiemo-coherent`, beside the gold the runs were scored by.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ def export(store_path: Path) -> None:
     print(f"{len(rows)} runs written to {DATA.relative_to(HERE)}")
 
 
-def block_means(summary: dict[str, Any], key: str) -> np.ndarray:
+def block_means(summary: dict[str, Any], key: str, average: Any = np.nanmean) -> np.ndarray:
     values = np.array([np.nan if v is None else v for v in summary["log"][key]], dtype=float)
     size = len(values) // BLOCKS
-    return np.array([np.nanmean(values[i * size:(i + 1) * size]) for i in range(BLOCKS)])
+    return np.array([average(values[i * size:(i + 1) * size]) for i in range(BLOCKS)])
 
 
 def draw(methods: dict[str, list[dict[str, Any]]]) -> None:
@@ -59,13 +60,13 @@ def draw(methods: dict[str, list[dict[str, Any]]]) -> None:
         size = len(summaries[0]["log"]["gold"]) // BLOCKS
         x = size * np.arange(BLOCKS) + (size + 1) / 2
         gold = np.array([block_means(s, "gold") for s in summaries])
-        kl = np.array([block_means(s, "kl") for s in summaries])
+        kl = np.array([block_means(s, "kl", np.nanmedian) for s in summaries])  # a step's KL estimate can spike
         gold_axis.plot(x, gold.mean(axis=0), "-o", markersize=3, color=colors(index), label=method)
         gold_axis.fill_between(x, gold.min(axis=0), gold.max(axis=0), color=colors(index), alpha=0.12)
         kl_axis.plot(x, kl.mean(axis=0), "-o", markersize=3, color=colors(index), label=method)
     gold_axis.set(xlabel="GRPO step (block centre)", ylabel="gold (MultiEmo head × distinct bigrams)",
                   title=f"gold per block of {size} steps: mean over seeds (band: range)")
-    kl_axis.set(xlabel="GRPO step (block centre)", ylabel="nats per sequence", title="KL to the initial policy")
+    kl_axis.set(xlabel="GRPO step (block centre)", ylabel="nats per sequence", title="KL to the initial policy (median per block)")
     gold_axis.legend(fontsize=8)
     figure.tight_layout()
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
@@ -100,9 +101,26 @@ def against_baseline(methods: dict[str, list[dict[str, Any]]], baseline: str = "
         print(f"  {method} − {baseline}, last block: {point:+.3f} [{low:+.3f}, {high:+.3f}] ({len(paired)} seeds)")
 
 
+def hardened(methods: dict[str, list[dict[str, Any]]]) -> None:
+    """The kept completions of the first and last block under the run's gold and under `multiemo-coherent`."""
+    from goodhartlab.text.gold import GOLD_COHERENT
+    from goodhartlab.text.tasks import resolve_task, task_gold
+
+    gold = task_gold(resolve_task("sentiment"), GOLD_COHERENT)
+    for method, summaries in methods.items():
+        size = len(summaries[0]["log"]["gold"]) // BLOCKS
+        for name, (first, last) in (("first", (1, size)), ("last", ((BLOCKS - 1) * size + 1, BLOCKS * size))):
+            kept = [k for s in summaries for k in s["samples"] if first <= k["step"] <= last]
+            scores = gold.score([k["prompt"] for k in kept], [k["completion"] for k in kept])
+            print(f"  {method}, {name} block: {len(kept)} kept completions, run's gold "
+                  f"{np.mean([k['score'] for k in kept]):.3f}, {GOLD_COHERENT} {np.mean(scores):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, default=None, help="the study's results.sqlite (default: the kept data)")
+    parser.add_argument("--hardened", action="store_true", help="also score the kept completions with the hardened "
+                        "gold (about 2 s a completion on one core)")
     args = parser.parse_args()
     if args.store is not None:
         export(args.store)
@@ -124,6 +142,8 @@ def main() -> None:
             print(f"  {method} seed {s['seed']}: reward model trained in {s['reward_model_train_seconds']:.0f} s "
                   f"(training accuracy {s['reward_model_train_accuracy']:.3f}), GRPO {s['train_seconds']:.0f} s; "
                   f"gold per block " + ", ".join(f"{g:.3f}" for g in block_means(s, "gold")))
+    if args.hardened:
+        hardened(methods)
 
 
 if __name__ == "__main__":

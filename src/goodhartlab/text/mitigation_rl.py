@@ -165,6 +165,7 @@ class RLFrontierRow:
     first: tuple[float, float, float]
     peak_block: int
     peak_kl: float
+    """The peak block's median KL (nats per sequence), averaged over seeds; last_kl likewise."""
     at_peak: tuple[float, float, float]
     at_last: tuple[float, float, float]
     last_kl: float
@@ -203,7 +204,8 @@ def rl_frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int 
         low, high = np.quantile(values, [0.025, 0.975])
         return float(point), float(low), float(high)
 
-    kl = np.array([[np.nanmean(b) for b in _blocks(s, "kl")] for s in summaries]).mean(axis=0)
+    # a block's KL is its median: TRL's per-step estimate now and then logs a step tens of times its neighbours
+    kl = np.array([[np.nanmedian(b) for b in _blocks(s, "kl")] for s in summaries]).mean(axis=0)
     proxy = np.array([[np.nanmean(b) for b in _blocks(s, "proxy")] for s in summaries]).mean(axis=0)
     return RLFrontierRow(
         method=str(summaries[0].get("method", "?")), seeds=len(summaries), block_steps=len(gold[0][0]),
