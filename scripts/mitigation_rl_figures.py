@@ -23,7 +23,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from goodhartlab.text.mitigation_rl import BLOCKS, RL_FRONTIER_HEADER, rl_frontier_cells, rl_frontier_table
+from goodhartlab.text.mitigation_rl import (
+    BLOCKS,
+    RL_FRONTIER_HEADER,
+    rl_frontier_cells,
+    rl_frontier_table,
+    step_blocks,
+)
 
 HERE = Path(__file__).resolve().parents[1]
 DATA = HERE / "docs" / "data" / "mitigation-rl-runs.json"
@@ -48,9 +54,7 @@ def export(store_path: Path) -> None:
 
 
 def block_means(summary: dict[str, Any], key: str, average: Any = np.nanmean) -> np.ndarray:
-    values = np.array([np.nan if v is None else v for v in summary["log"][key]], dtype=float)
-    size = len(values) // BLOCKS
-    return np.array([average(values[i * size:(i + 1) * size]) for i in range(BLOCKS)])
+    return np.array([average(block) for block in step_blocks(summary, key)])
 
 
 def draw(methods: dict[str, list[dict[str, Any]]]) -> None:
@@ -66,7 +70,8 @@ def draw(methods: dict[str, list[dict[str, Any]]]) -> None:
         kl_axis.plot(x, kl.mean(axis=0), "-o", markersize=3, color=colors(index), label=method)
     gold_axis.set(xlabel="GRPO step (block centre)", ylabel="gold (MultiEmo head × distinct bigrams)",
                   title=f"gold per block of {size} steps: mean over seeds (band: range)")
-    kl_axis.set(xlabel="GRPO step (block centre)", ylabel="nats per sequence", title="KL to the initial policy (median per block)")
+    kl_axis.set(xlabel="GRPO step (block centre)", ylabel="nats per sequence",
+                title="KL to the initial policy (median per block)")
     gold_axis.legend(fontsize=8)
     figure.tight_layout()
     FIGURE.parent.mkdir(parents=True, exist_ok=True)

@@ -63,8 +63,6 @@ class RLMitigationConfig:
                               "trained here on gold-labelled pairs (rl.proxy_pairs of rl.train_prompts)")
         at_least(self, "par_references", 1)
         above(self, "par_k", 0)
-        if self.reward_model.trainer == "trl" and self.reward_model.method != "bt":
-            raise ConfigError("reward_model.trainer", "'trl' trains bt only")
 
     @property
     def method(self) -> str:
@@ -98,14 +96,13 @@ def prepare_rl_pools(runs: Sequence[tuple[RLMitigationConfig, int]]) -> None:
             sampler.pools(prompts, cfg.par_references, seed + 2)
 
 
-def training_pairs(cfg: RLMitigationConfig, seed: int) -> list[Any]:
+def training_pairs(cfg: RLMitigationConfig, sampler: Any, gold: Any, train_prompts: list[str], seed: int) -> list[Any]:
     """The run's gold-labelled comparisons: `rl.proxy_pairs` drawn by `seed` from the training pools (sampled with
     seed + 1, never the RL prompts), ties, repeats and empty answers passed over."""
     from goodhartlab.text.mitigation import draw_pairs
     from goodhartlab.text.pools import flatten_pools
     from goodhartlab.text.preferences import PreferencePair
 
-    sampler, gold, train_prompts, _ = _training_pools(cfg, seed)
     pools = sampler.pools(train_prompts, cfg.rl.train_pool, seed + 1)
     train_gold = sampler.scores(gold, train_prompts, cfg.rl.train_pool, seed + 1)
     prompts, answers = flatten_pools(train_prompts, pools)
@@ -124,8 +121,8 @@ def rl_mitigation_study(cfg: RLMitigationConfig, seed: int) -> RunResult:
     from goodhartlab.text.reward_models import train_reward_model
 
     torch.manual_seed(seed)
-    sampler, gold, _, prompts = _training_pools(cfg, seed)
-    pairs = training_pairs(cfg, seed)
+    sampler, gold, train_prompts, prompts = _training_pools(cfg, seed)
+    pairs = training_pairs(cfg, sampler, gold, train_prompts, seed)
     began = time.perf_counter()
     model = train_reward_model(cfg.reward_model, pairs, seed=seed, source=f"seed {seed}'s training pools")
     train_seconds = time.perf_counter() - began
@@ -176,7 +173,8 @@ class RLFrontierRow:
     train_seconds: float
 
 
-def _blocks(summary: Mapping[str, Any], key: str) -> list[np.ndarray]:
+def step_blocks(summary: Mapping[str, Any], key: str) -> list[np.ndarray]:
+    """A logged column of a run's summary (gold, kl, proxy) in BLOCKS equal blocks of steps, the remainder dropped."""
     values = np.array([np.nan if v is None else v for v in summary["log"][key]], dtype=float)
     size = len(values) // BLOCKS
     if size < 2:
@@ -189,7 +187,7 @@ def rl_frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int 
     """The row of one method from its runs (one summary per seed)."""
     if not summaries:
         raise ValueError("no runs to summarize: run the study first")
-    gold = [_blocks(s, "gold") for s in summaries]  # seeds x blocks x steps
+    gold = [step_blocks(s, "gold") for s in summaries]  # seeds x blocks x steps
     block_means = np.array([[np.nanmean(b) for b in seed_blocks] for seed_blocks in gold])
     mean = block_means.mean(axis=0)
     peak = int(np.argmax(mean))
@@ -205,8 +203,8 @@ def rl_frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int 
         return float(point), float(low), float(high)
 
     # a block's KL is its median: TRL's per-step estimate now and then logs a step tens of times its neighbours
-    kl = np.array([[np.nanmedian(b) for b in _blocks(s, "kl")] for s in summaries]).mean(axis=0)
-    proxy = np.array([[np.nanmean(b) for b in _blocks(s, "proxy")] for s in summaries]).mean(axis=0)
+    kl = np.array([[np.nanmedian(b) for b in step_blocks(s, "kl")] for s in summaries]).mean(axis=0)
+    proxy = np.array([[np.nanmean(b) for b in step_blocks(s, "proxy")] for s in summaries]).mean(axis=0)
     return RLFrontierRow(
         method=str(summaries[0].get("method", "?")), seeds=len(summaries), block_steps=len(gold[0][0]),
         first=interval(samples[:, 0], float(mean[0])), peak_block=peak, peak_kl=float(kl[peak]),
