@@ -61,7 +61,7 @@ def draw(methods: dict[str, list[dict[str, Any]]]) -> None:
     figure, (gold_axis, kl_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     colors = plt.get_cmap("tab10")
     for index, (method, summaries) in enumerate(methods.items()):
-        size = len(summaries[0]["log"]["gold"]) // BLOCKS
+        size = len(summaries[0]["log"]["step"]) // BLOCKS
         x = size * np.arange(BLOCKS) + (size + 1) / 2
         gold = np.array([block_means(s, "gold") for s in summaries])
         kl = np.array([block_means(s, "kl", np.nanmedian) for s in summaries])  # a step's KL estimate can spike
@@ -91,17 +91,13 @@ def against_baseline(methods: dict[str, list[dict[str, Any]]], baseline: str = "
         paired = [(s, base[s["seed"]]) for s in summaries if s["seed"] in base]
         if not paired:
             continue
-        size = len(paired[0][0]["log"]["gold"]) // BLOCKS
-
-        def last(summary: dict[str, Any], size: int = size) -> np.ndarray:
-            return np.array(summary["log"]["gold"][(BLOCKS - 1) * size:BLOCKS * size], dtype=float)
-
-        point = float(np.mean([last(a).mean() - last(b).mean() for a, b in paired]))
+        last = [(step_blocks(a, "gold")[-1], step_blocks(b, "gold")[-1]) for a, b in paired]
+        point = float(np.mean([a.mean() - b.mean() for a, b in last]))
         draws = []
         for _ in range(resamples):
-            picked = rng.integers(0, len(paired), len(paired))
-            draws.append(np.mean([rng.choice(last(paired[i][0]), size).mean() - rng.choice(last(paired[i][1]), size)
-                                  .mean() for i in picked]))
+            picked = rng.integers(0, len(last), len(last))
+            draws.append(np.mean([rng.choice(last[i][0], len(last[i][0])).mean()
+                                  - rng.choice(last[i][1], len(last[i][1])).mean() for i in picked]))
         low, high = np.quantile(draws, [0.025, 0.975])
         print(f"  {method} − {baseline}, last block: {point:+.3f} [{low:+.3f}, {high:+.3f}] ({len(paired)} seeds)")
 
@@ -113,7 +109,7 @@ def hardened(methods: dict[str, list[dict[str, Any]]]) -> None:
 
     gold = task_gold(resolve_task("sentiment"), GOLD_COHERENT)
     for method, summaries in methods.items():
-        size = len(summaries[0]["log"]["gold"]) // BLOCKS
+        size = len(summaries[0]["log"]["step"]) // BLOCKS
         for name, (first, last) in (("first", (1, size)), ("last", ((BLOCKS - 1) * size + 1, BLOCKS * size))):
             kept = [k for s in summaries for k in s["samples"] if first <= k["step"] <= last]
             scores = gold.score([k["prompt"] for k in kept], [k["completion"] for k in kept])
@@ -130,11 +126,16 @@ def main() -> None:
     if args.store is not None:
         export(args.store)
     rows = json.loads(DATA.read_text(encoding="utf-8"))
-    methods: dict[str, list[dict[str, Any]]] = {}
+    # one entry per variant of the spec (two variants may share a method's short name), keyed by that name
+    by_variant: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        methods.setdefault(row["summary"]["method"], []).append({**row["summary"], "seed": row["seed"]})
+        by_variant.setdefault(row["variant"], []).append({**row["summary"], "seed": row["seed"]})
     order = ["bt", "grm", "ensemble-uncertainty", "par(bt)"]
-    methods = {m: methods[m] for m in sorted(methods, key=lambda m: order.index(m) if m in order else len(order))}
+    names = {variant: summaries[0]["method"] for variant, summaries in by_variant.items()}
+    if len(set(names.values())) < len(names):
+        names = {variant: f"{method} ({variant})" for variant, method in names.items()}
+    methods = {names[v]: by_variant[v] for v in sorted(by_variant, key=lambda v: order.index(names[v])
+                                                       if names[v] in order else len(order))}
     draw(methods)
     print("| " + " | ".join(RL_FRONTIER_HEADER) + " |")
     print("|" + "---|" * len(RL_FRONTIER_HEADER))

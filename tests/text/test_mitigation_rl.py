@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,13 @@ def test_the_example_spec_compares_the_four_methods_on_the_same_runs() -> None:
     ({"par_references": 0}, "par_references must be >= 1"),
     ({"par_k": 0}, "par_k must be > 0"),
     ({"reward_model": {"method": "ensemble", "members": 1}}, "reward_model.members must be >= 2"),
+    ({"rl": {"proxy": "learned", "log_dir": "logs"}}, "rl.log_dir must be left out"),
+    ({"rl": {"proxy": "learned", "steps": 64}}, "rl.steps is 64; the table reads the run in 6 equal blocks"),
+    ({"rl": {"proxy": "learned", "steps": 30, "gold_every": 5}}, "at least 60 (gold_every 5)"),
+    ({"par_k": 2.0}, "par_k is set, but it is read only with transform: par"),
 ])
 def test_bad_settings_are_named(values: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         parse_config(RLMitigationConfig, values)
 
 
@@ -54,8 +59,12 @@ def test_the_table_finds_a_planted_fall_and_no_fall_in_a_flat_run() -> None:
     flat = [run_summary(list(0.6 + rng.normal(0, 0.03, steps)), seed) for seed in range(2)]
     flat_row = rl_frontier_table(flat)
     assert flat_row.drop[0] < 0.05  # the peak is picked after the fact, so a flat run's drop is small, not 0
-    with pytest.raises(ValueError, match="blocks of at least 2 steps"):
+    with pytest.raises(ValueError, match="blocks with at least 2 values each"):
         rl_frontier_table([run_summary([0.5] * (BLOCKS + 1), 0)])
+    every_other = [[g if i % 2 == 0 else None for i, g in enumerate(run["log"]["gold"])] for run in hacked]
+    sparse = [{**run, "log": {**run["log"], "gold": gold}} for run, gold in zip(hacked, every_other, strict=True)]
+    sparse_row = rl_frontier_table(sparse)
+    assert sparse_row.block_steps == 10 and np.isfinite(sparse_row.drop).all() and sparse_row.drop[1] > 0.1
 
 
 @pytest.mark.slow

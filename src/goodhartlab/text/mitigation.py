@@ -175,7 +175,7 @@ def _read_pools(cfg: MitigationConfig, pool_texts: tuple[list[str], list[str]],
 
 
 def draw_pairs(prompts: Sequence[str], pools: Sequence[Sequence[str]], gold: np.ndarray, count: int,
-               rng: np.random.Generator) -> list[tuple[int, int]]:
+               rng: np.random.Generator, *, field: str = "pairs") -> list[tuple[int, int]]:
     """`count` (chosen, rejected) indices into the flattened training pools: two samples of one prompt that gold
     ranks, with different, non-empty texts. Comparisons are drawn in a random order and those that say nothing
     (a tie in gold, the same text twice, an empty answer) are passed over; too few left is an error."""
@@ -190,8 +190,18 @@ def draw_pairs(prompts: Sequence[str], pools: Sequence[Sequence[str]], gold: np.
         chosen.append((int(prompt * pool + win), int(prompt * pool + lose)))
         if len(chosen) == count:
             return chosen
-    raise ConfigError("pairs", f"is {count}, but the training pools hold only {len(chosen)} comparisons that gold "
-                      "ranks with two different non-empty answers; lower pairs or sample larger training pools")
+    raise ConfigError(field, f"is {count}, but the training pools hold only {len(chosen)} comparisons that gold "
+                      f"ranks with two different non-empty answers; lower {field} or sample larger training pools")
+
+
+def labelled_pairs(texts: tuple[list[str], list[str]], gold: np.ndarray, indices: Sequence[tuple[int, int]]
+                   ) -> list[Any]:
+    """The drawn (chosen, rejected) indices into flattened pools as PreferencePairs, with their gold scores."""
+    from goodhartlab.text.preferences import PreferencePair
+
+    prompts, answers = texts
+    return [PreferencePair(prompts[c], answers[c], answers[r], float(gold.flat[c]), float(gold.flat[r]))
+            for c, r in indices]
 
 
 def pool_accuracy(scores: np.ndarray, gold: np.ndarray) -> float:
@@ -239,7 +249,6 @@ def mitigation_study(cfg: MitigationConfig, seed: int) -> RunResult:
 
     from goodhartlab.measure.bestofn import bestofn_curve
     from goodhartlab.text.pools import flatten_pools, word_counts
-    from goodhartlab.text.preferences import PreferencePair
     from goodhartlab.text.reward_models import EncodedPairs, top_scores, train_reward_model
 
     torch.manual_seed(seed)
@@ -256,8 +265,7 @@ def mitigation_study(cfg: MitigationConfig, seed: int) -> RunResult:
     trunk_seconds = time.perf_counter() - start  # 0 where this process had read these pools for an earlier draw
 
     indices = draw_pairs(train_prompts, train_pools, train_gold, cfg.pairs, np.random.default_rng(seed))
-    pairs = [PreferencePair(train_texts[0][c], train_texts[1][c], train_texts[1][r],
-                            float(train_gold.flat[c]), float(train_gold.flat[r])) for c, r in indices]
+    pairs = labelled_pairs(train_texts, train_gold, indices)
     encoded = EncodedPairs([training.states[c] for c, _ in indices], [training.states[r] for _, r in indices],
                            [training.ids[c] for c, _ in indices], [training.starts[c] for c, _ in indices])
 
@@ -335,7 +343,8 @@ class FrontierRow:
     score_seconds_per_1000: float
 
 
-def _interval(values: np.ndarray, point: float) -> tuple[float, float, float]:
+def percentile_interval(values: np.ndarray, point: float) -> tuple[float, float, float]:
+    """(point, 2.5% and 97.5% quantiles of its resamples)."""
     low, high = np.quantile(values, [0.025, 0.975])
     return (float(point), float(low), float(high))
 
@@ -375,20 +384,20 @@ def frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int = 2
             base_samples, base_drop = drops[BASELINE]
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = 1 - drop_samples / base_samples
-            reduction = _interval(ratio[np.isfinite(ratio)], 1 - float(drop.mean()) / base_drop)
+            reduction = percentile_interval(ratio[np.isfinite(ratio)], 1 - float(drop.mean()) / base_drop)
         gain = None
         if name != BASELINE and BASELINE in gold:
             difference = curves[:, :, -1] - gold[BASELINE][:, :, -1]
-            gain = _interval(resampled(difference), float(difference.mean()))
+            gain = percentile_interval(resampled(difference), float(difference.mean()))
         method_rows = [s["methods"][name] for s in summaries]
         proxy_rise = float(np.mean([r["proxy"][-1] - r["proxy"][0] for r in method_rows]))
         gold_rise = float((curves[:, :, -1] - curves[:, :, 0]).mean())
         rows.append(FrontierRow(
             method=name, draws=draws, pool_accuracy=float(np.mean([r["pool_accuracy"] for r in method_rows])),
             peak_n=int(ns[peak]), peak_kl=float(kl_bestofn(ns[peak])),
-            gold_at_peak=_interval(resampled(curves[:, :, peak]), float(mean[peak])),
-            gold_at_last=_interval(resampled(curves[:, :, -1]), float(mean[-1])),
-            drop=_interval(drop_samples, float(drop.mean())), reduction=reduction, gain=gain,
+            gold_at_peak=percentile_interval(resampled(curves[:, :, peak]), float(mean[peak])),
+            gold_at_last=percentile_interval(resampled(curves[:, :, -1]), float(mean[-1])),
+            drop=percentile_interval(drop_samples, float(drop.mean())), reduction=reduction, gain=gain,
             gap=proxy_rise - gold_rise / pool_gold_sd,
             words_at_last=float(np.mean([r["words"][-1] for r in method_rows])),
             train_seconds=float(np.mean([r["train_seconds"] for r in method_rows])),

@@ -58,11 +58,24 @@ class RLMitigationConfig:
     """par: the sigmoid's steepness, k in σ(k·(r − r_ref))."""
 
     def __post_init__(self) -> None:
-        if self.rl.proxy != LEARNED:
-            raise ConfigError("rl.proxy", f"must be 'learned', got {self.rl.proxy!r}: the proxy is the reward model "
+        rl = self.rl
+        if rl.proxy != LEARNED:
+            raise ConfigError("rl.proxy", f"must be 'learned', got {rl.proxy!r}: the proxy is the reward model "
                               "trained here on gold-labelled pairs (rl.proxy_pairs of rl.train_prompts)")
+        if rl.log_dir is not None:
+            raise ConfigError("rl.log_dir", "must be left out: the methods of a seed share the rl settings, so their "
+                              "logs would share a folder; the summary keeps each run's log")
+        if rl.steps % BLOCKS or rl.steps // BLOCKS < 2 * rl.gold_every:
+            raise ConfigError("rl.steps", f"is {rl.steps}; the table reads the run in {BLOCKS} equal blocks with gold "
+                              f"at least twice in each, so it must be a multiple of {BLOCKS} and at least "
+                              f"{2 * BLOCKS * rl.gold_every} (gold_every {rl.gold_every})")
         at_least(self, "par_references", 1)
         above(self, "par_k", 0)
+        if self.transform != "par":
+            for name in ("par_references", "par_k"):
+                if getattr(self, name) != getattr(RLMitigationConfig, name):
+                    raise ConfigError(name, f"is set, but it is read only with transform: par (transform is "
+                                      f"{self.transform!r})")
 
     @property
     def method(self) -> str:
@@ -99,16 +112,14 @@ def prepare_rl_pools(runs: Sequence[tuple[RLMitigationConfig, int]]) -> None:
 def training_pairs(cfg: RLMitigationConfig, sampler: Any, gold: Any, train_prompts: list[str], seed: int) -> list[Any]:
     """The run's gold-labelled comparisons: `rl.proxy_pairs` drawn by `seed` from the training pools (sampled with
     seed + 1, never the RL prompts), ties, repeats and empty answers passed over."""
-    from goodhartlab.text.mitigation import draw_pairs
+    from goodhartlab.text.mitigation import draw_pairs, labelled_pairs
     from goodhartlab.text.pools import flatten_pools
-    from goodhartlab.text.preferences import PreferencePair
 
     pools = sampler.pools(train_prompts, cfg.rl.train_pool, seed + 1)
     train_gold = sampler.scores(gold, train_prompts, cfg.rl.train_pool, seed + 1)
-    prompts, answers = flatten_pools(train_prompts, pools)
-    indices = draw_pairs(train_prompts, pools, train_gold, cfg.rl.proxy_pairs, np.random.default_rng(seed))
-    return [PreferencePair(prompts[c], answers[c], answers[r], float(train_gold.flat[c]), float(train_gold.flat[r]))
-            for c, r in indices]
+    indices = draw_pairs(train_prompts, pools, train_gold, cfg.rl.proxy_pairs, np.random.default_rng(seed),
+                         field="rl.proxy_pairs")
+    return labelled_pairs(flatten_pools(train_prompts, pools), train_gold, indices)
 
 
 def rl_mitigation_study(cfg: RLMitigationConfig, seed: int) -> RunResult:
@@ -174,42 +185,47 @@ class RLFrontierRow:
 
 
 def step_blocks(summary: Mapping[str, Any], key: str) -> list[np.ndarray]:
-    """A logged column of a run's summary (gold, kl, proxy) in BLOCKS equal blocks of steps, the remainder dropped."""
+    """A logged column of a run's summary (gold, kl, proxy) in BLOCKS equal blocks of steps, the steps where it
+    was not logged left out (gold is logged every gold_every steps)."""
     values = np.array([np.nan if v is None else v for v in summary["log"][key]], dtype=float)
     size = len(values) // BLOCKS
-    if size < 2:
-        raise ValueError(f"{len(values)} logged steps: the table reads {BLOCKS} blocks of at least 2 steps")
-    return [values[i * size:(i + 1) * size] for i in range(BLOCKS)]
+    blocks = [block[np.isfinite(block)] for block in np.split(values[:size * BLOCKS], BLOCKS)]
+    if size < 2 or min(len(block) for block in blocks) < 2:
+        raise ValueError(f"{len(values)} logged steps with {key} in as few as {min(len(b) for b in blocks)} of a "
+                         f"block: the table reads {BLOCKS} blocks with at least 2 values each")
+    return blocks
 
 
 def rl_frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int = 2000, seed: int = 0
                       ) -> RLFrontierRow:
     """The row of one method from its runs (one summary per seed)."""
+    from goodhartlab.text.mitigation import percentile_interval
+
     if not summaries:
         raise ValueError("no runs to summarize: run the study first")
     gold = [step_blocks(s, "gold") for s in summaries]  # seeds x blocks x steps
-    block_means = np.array([[np.nanmean(b) for b in seed_blocks] for seed_blocks in gold])
+    block_means = np.array([[np.mean(b) for b in seed_blocks] for seed_blocks in gold])
     mean = block_means.mean(axis=0)
     peak = int(np.argmax(mean))
     rng = np.random.default_rng(seed)
     samples = np.empty((resamples, BLOCKS))
     for r in range(resamples):
         picked = rng.integers(0, len(gold), len(gold))
-        samples[r] = [np.mean([np.nanmean(rng.choice(gold[s][b], len(gold[s][b]))) for s in picked])
+        samples[r] = [np.mean([np.mean(rng.choice(gold[s][b], len(gold[s][b]))) for s in picked])
                       for b in range(BLOCKS)]
 
-    def interval(values: np.ndarray, point: float) -> tuple[float, float, float]:
-        low, high = np.quantile(values, [0.025, 0.975])
-        return float(point), float(low), float(high)
-
     # a block's KL is its median: TRL's per-step estimate now and then logs a step tens of times its neighbours
-    kl = np.array([[np.nanmedian(b) for b in step_blocks(s, "kl")] for s in summaries]).mean(axis=0)
-    proxy = np.array([[np.nanmean(b) for b in step_blocks(s, "proxy")] for s in summaries]).mean(axis=0)
+    kl = np.array([[np.median(b) for b in step_blocks(s, "kl")] for s in summaries]).mean(axis=0)
+    proxy = np.array([[np.mean(b) for b in step_blocks(s, "proxy")] for s in summaries]).mean(axis=0)
+    def interval(values: np.ndarray, point: float) -> tuple[float, float, float]:
+        return percentile_interval(values, float(point))
+
     return RLFrontierRow(
-        method=str(summaries[0].get("method", "?")), seeds=len(summaries), block_steps=len(gold[0][0]),
-        first=interval(samples[:, 0], float(mean[0])), peak_block=peak, peak_kl=float(kl[peak]),
-        at_peak=interval(samples[:, peak], float(mean[peak])), at_last=interval(samples[:, -1], float(mean[-1])),
-        last_kl=float(kl[-1]), drop=interval(samples[:, peak] - samples[:, -1], float(mean[peak] - mean[-1])),
+        method=str(summaries[0].get("method", "?")), seeds=len(summaries),
+        block_steps=len(summaries[0]["log"]["step"]) // BLOCKS,
+        first=interval(samples[:, 0], mean[0]), peak_block=peak, peak_kl=float(kl[peak]),
+        at_peak=interval(samples[:, peak], mean[peak]), at_last=interval(samples[:, -1], mean[-1]),
+        last_kl=float(kl[-1]), drop=interval(samples[:, peak] - samples[:, -1], mean[peak] - mean[-1]),
         proxy_rise=float(proxy[-1] - proxy[0]),
         reward_model_seconds=float(np.mean([s.get("reward_model_train_seconds", np.nan) for s in summaries])),
         train_seconds=float(np.mean([s.get("train_seconds", np.nan) for s in summaries])))
