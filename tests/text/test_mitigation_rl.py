@@ -11,7 +11,13 @@ import pytest
 
 from goodhartlab.config import ConfigError, parse_config
 from goodhartlab.lab.spec import load_spec
-from goodhartlab.text.mitigation_rl import BLOCKS, RLMitigationConfig, rl_frontier_table, rl_mitigation_study
+from goodhartlab.text.mitigation_rl import (
+    BLOCKS,
+    RLMitigationConfig,
+    rl_frontier_table,
+    rl_frontier_tables,
+    rl_mitigation_study,
+)
 from goodhartlab.text.tiny import tiny_backbone, tiny_policy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -73,7 +79,7 @@ def test_a_run_trains_its_reward_model_then_grpo_against_par_over_it(tmp_path: P
     policy, backbone = str(tiny_policy(tmp_path / "policy")), str(tiny_backbone(tmp_path / "backbone"))
     cfg = parse_config(RLMitigationConfig, {
         "rl": {"task": "sentiment", "proxy": "learned", "policy": policy, "prompts": 4, "train_prompts": 8,
-               "train_pool": 2, "proxy_pairs": 6, "steps": 2, "num_generations": 2, "train_batch_size": 4,
+               "train_pool": 2, "proxy_pairs": 6, "steps": 12, "num_generations": 2, "train_batch_size": 4,
                "max_completion_length": 8, "gold_every": 1},
         "reward_model": {"method": "ensemble", "members": 2, "backbone": backbone, "train_layers": 1, "epochs": 1,
                          "max_length": 48},
@@ -83,6 +89,8 @@ def test_a_run_trains_its_reward_model_then_grpo_against_par_over_it(tmp_path: P
     assert summary["method"] == "par(ensemble-uncertainty)" and summary["pairs"] == 6
     assert summary["proxy_scorer"].startswith("par-reward-model-ensemble")
     proxy = np.array(summary["log"]["proxy"], dtype=float)
-    assert len(proxy) == 2 and np.all((proxy >= 0) & (proxy <= 1))  # PAR is a probability of beating a reference
+    assert len(proxy) == 12 and np.all((proxy >= 0) & (proxy <= 1))  # PAR is a probability of beating a reference
     assert all(g is not None and 0 <= g <= 1 for g in summary["log"]["gold"])
     assert summary["config"]["reward_model"]["backbone"] == backbone
+    ((_, header, (cells,)),) = rl_frontier_tables([summary])  # the report's table reads the run
+    assert cells[:2] == ["par(ensemble-uncertainty)", "1"] and len(cells) == len(header)
