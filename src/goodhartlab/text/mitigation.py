@@ -411,7 +411,7 @@ FRONTIER_HEADER = ["method", "draws", "pool accuracy", "peak n", "KL at peak", "
                    "training s per draw", "scoring s per 1,000 answers"]
 
 
-def _with_interval(value: tuple[float, float, float] | None, digits: int = 3, percent: bool = False) -> str:
+def with_interval(value: tuple[float, float, float] | None, digits: int = 3, percent: bool = False) -> str:
     if value is None:
         return "—"
     scale, unit = (100, "%") if percent else (1, "")
@@ -422,8 +422,8 @@ def _with_interval(value: tuple[float, float, float] | None, digits: int = 3, pe
 def frontier_cells(rows: Sequence[FrontierRow]) -> list[list[str]]:
     """The table's cells, as the report and the docs print them (FRONTIER_HEADER's columns)."""
     return [[FRONTIER_METHODS.get(row.method, row.method), str(row.draws), f"{row.pool_accuracy:.3f}", str(row.peak_n),
-             f"{row.peak_kl:.2f}", _with_interval(row.gold_at_peak), _with_interval(row.gold_at_last),
-             _with_interval(row.drop), _with_interval(row.reduction, 0, percent=True), _with_interval(row.gain),
+             f"{row.peak_kl:.2f}", with_interval(row.gold_at_peak), with_interval(row.gold_at_last),
+             with_interval(row.drop), with_interval(row.reduction, 0, percent=True), with_interval(row.gain),
              f"{row.gap:.2f}",
              f"{row.words_at_last:.1f}", f"{row.train_seconds:.0f}", f"{row.score_seconds_per_1000:.1f}"]
             for row in rows]

@@ -199,7 +199,7 @@ def step_blocks(summary: Mapping[str, Any], key: str) -> list[np.ndarray]:
 def rl_frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int = 2000, seed: int = 0
                       ) -> RLFrontierRow:
     """The row of one method from its runs (one summary per seed)."""
-    from goodhartlab.text.mitigation import percentile_interval
+    from goodhartlab.text.mitigation import percentile_interval as interval
 
     if not summaries:
         raise ValueError("no runs to summarize: run the study first")
@@ -217,8 +217,6 @@ def rl_frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int 
     # a block's KL is its median: TRL's per-step estimate now and then logs a step tens of times its neighbours
     kl = np.array([[np.median(b) for b in step_blocks(s, "kl")] for s in summaries]).mean(axis=0)
     proxy = np.array([[np.mean(b) for b in step_blocks(s, "proxy")] for s in summaries]).mean(axis=0)
-    def interval(values: np.ndarray, point: float) -> tuple[float, float, float]:
-        return percentile_interval(values, float(point))
 
     return RLFrontierRow(
         method=str(summaries[0].get("method", "?")), seeds=len(summaries),
@@ -237,8 +235,7 @@ RL_FRONTIER_HEADER = ["method", "seeds", "gold, first block", "peak block: steps
 
 def rl_frontier_cells(rows: Sequence[RLFrontierRow]) -> list[list[str]]:
     """The table's cells (RL_FRONTIER_HEADER's columns), as the report and the docs print them."""
-    def shown(value: tuple[float, float, float]) -> str:
-        return f"{value[0]:.3f} [{value[1]:.3f}, {value[2]:.3f}]"
+    from goodhartlab.text.mitigation import with_interval as shown
 
     return [[row.method, str(row.seeds), shown(row.first),
              f"{row.peak_block * row.block_steps + 1}–{(row.peak_block + 1) * row.block_steps}", f"{row.peak_kl:.1f}",
