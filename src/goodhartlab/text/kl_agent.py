@@ -379,6 +379,8 @@ class KLAgent:
         """PPO epochs on one batch (full-batch steps)."""
         import torch
 
+        from goodhartlab.rl.agents.ppo import approximate_kl, past_kl_target
+
         d = batch.decisions
         if not len(d["episode"]):
             return {"policy_loss": 0.0, "value_loss": 0.0}
@@ -397,10 +399,10 @@ class KLAgent:
             log_ratio = new - old
             ratio = log_ratio.exp()
             if self.cfg.target_kl > 0:
-                # PPO's early stop (as in Spinning Up and SB3): one bad step can move a penalized policy tens of nats
-                moved = float(((ratio - 1) - log_ratio).mean().detach())
+                # PPO's early stop: one bad step can move a penalized policy tens of nats
+                moved = float(approximate_kl(log_ratio).detach())
                 stats["moved_kl"] = moved
-                if moved > 1.5 * self.cfg.target_kl:
+                if past_kl_target(moved, self.cfg.target_kl):
                     break
             clipped = ratio.clamp(1 - self.cfg.clip, 1 + self.cfg.clip)
             policy_loss = -torch.min(ratio * advantages, clipped * advantages).mean()

@@ -82,7 +82,7 @@ class PPOConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     target_kl: float | None = None
-    """Stop an update's epochs early once a minibatch's approximate KL exceeds 1.5 times this."""
+    """Stop an update's epochs early once a minibatch's approximate KL exceeds 1.5 times this (`past_kl_target`)."""
     width: int = 64
     depth: int = 2
     """Hidden layers of width `width` in the actor and in the critic: the capability axes of our sweeps."""
@@ -122,6 +122,20 @@ class PPOConfig:
 
 
 # --------------------------------------------------------------------------------------------- network
+
+
+KL_STOP_FACTOR = 1.5
+"""PPO's early stop (Spinning Up's and Stable-Baselines3's rule): an update's epochs end past this × the target KL."""
+
+
+def approximate_kl(log_ratio: torch.Tensor) -> torch.Tensor:
+    """KL(old ‖ new) from per-sample log(new / old), Schulman's k3 estimate: unbiased and never negative."""
+    return ((log_ratio.exp() - 1) - log_ratio).mean()
+
+
+def past_kl_target(approx_kl: float, target_kl: float | None) -> bool:
+    """Whether an update has moved the policy far enough from the batch's to end its epochs (no target: never)."""
+    return target_kl is not None and target_kl > 0 and approx_kl > KL_STOP_FACTOR * target_kl
 
 
 def _mlp(inputs: int, width: int, depth: int, activation: type[nn.Module]) -> nn.Sequential:
@@ -526,11 +540,11 @@ def _train(envs: RecordDualReturns, config: PPOConfig, env_kwargs: dict[str, Any
                 nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
                 optimizer.step()
                 with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean()
+                    approx_kl = approximate_kl(log_ratio)
                     clipped = ((ratio - 1).abs() > config.clip).float().mean()
                     sums += torch.stack([policy_loss, value_loss, entropy_mean, approx_kl, clipped])
                 minibatches += 1
-                if config.target_kl is not None and approx_kl.item() > 1.5 * config.target_kl:
+                if past_kl_target(approx_kl.item(), config.target_kl):
                     stop = True
                     break
             if stop:
