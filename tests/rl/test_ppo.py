@@ -1,3 +1,4 @@
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -7,7 +8,14 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from goodhartlab.rl import BatchedCore, SingleEnv, StepBatch, make_batched
-from goodhartlab.rl.agents.ppo import ActorCritic, PPOConfig, torch_threads, train_ppo
+from goodhartlab.rl.agents.ppo import (
+    ActorCritic,
+    PPOConfig,
+    approximate_kl,
+    past_kl_target,
+    torch_threads,
+    train_ppo,
+)
 from goodhartlab.rl.rollout import evaluate
 
 TRAFFIC = "goodhartlab/TrafficMerge-v0"
@@ -177,3 +185,18 @@ def test_sb3_adapter_records_true_returns():
     assert [row[0] for row in recorder.history] == [128, 256] and recorder.recent() == (4.0, -4.0)
     ours = ActorCritic(env.observation_space, env.action_space)
     assert sum(p.numel() for p in model.policy.parameters()) == sum(p.numel() for p in ours.parameters())
+
+
+def test_target_kl_ends_an_updates_epochs_at_the_first_minibatch_past_it():
+    config = fast_config(total_steps=512, num_envs=2, n_steps=256, minibatch_size=128, epochs=4)
+    free = train_ppo("CartPole-v1", config)
+    held = train_ppo("CartPole-v1", replace(config, target_kl=1e-12))
+    # the first minibatch of an update is scored before any step (KL 0); every later one has moved, so a tiny target
+    # ends each update after its second minibatch, and the recorded mean stays below the full update's
+    assert 0 < held.history[0].approx_kl < free.history[0].approx_kl
+    assert approximate_kl(torch.zeros(5)).item() == 0.0
+    assert approximate_kl(torch.tensor([0.5, -0.5])).item() == pytest.approx(np.cosh(0.5) - 1)
+    assert past_kl_target(0.031, 0.02) and not past_kl_target(0.029, 0.02) and not past_kl_target(9.0, None)
+    for bad in (0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="target_kl"):
+            fast_config(target_kl=bad)

@@ -114,6 +114,8 @@ class PPOConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.depth < 0:
             raise ValueError(f"depth must be >= 0, got {self.depth}")
+        if self.target_kl is not None and not self.target_kl > 0:  # also refuses NaN
+            raise ValueError(f"target_kl must be > 0 (or None: no early stop), got {self.target_kl}")
 
     @property
     def rollout_size(self) -> int:
