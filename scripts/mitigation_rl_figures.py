@@ -26,6 +26,7 @@ import numpy as np
 from goodhartlab.text.mitigation_rl import (
     BLOCKS,
     RL_FRONTIER_HEADER,
+    block_steps,
     rl_frontier_cells,
     rl_frontier_table,
     step_blocks,
@@ -53,7 +54,7 @@ def export(store_path: Path) -> None:
     print(f"{len(rows)} runs written to {DATA.relative_to(HERE)}")
 
 
-def block_means(summary: dict[str, Any], key: str, average: Any = np.nanmean) -> np.ndarray:
+def block_means(summary: dict[str, Any], key: str, average: Any = np.mean) -> np.ndarray:
     return np.array([average(block) for block in step_blocks(summary, key)])
 
 
@@ -61,10 +62,10 @@ def draw(methods: dict[str, list[dict[str, Any]]]) -> None:
     figure, (gold_axis, kl_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     colors = plt.get_cmap("tab10")
     for index, (method, summaries) in enumerate(methods.items()):
-        size = len(summaries[0]["log"]["step"]) // BLOCKS
+        size = block_steps(summaries[0])
         x = size * np.arange(BLOCKS) + (size + 1) / 2
         gold = np.array([block_means(s, "gold") for s in summaries])
-        kl = np.array([block_means(s, "kl", np.nanmedian) for s in summaries])  # a step's KL estimate can spike
+        kl = np.array([block_means(s, "kl", np.median) for s in summaries])  # a step's KL estimate can spike
         gold_axis.plot(x, gold.mean(axis=0), "-o", markersize=3, color=colors(index), label=method)
         gold_axis.fill_between(x, gold.min(axis=0), gold.max(axis=0), color=colors(index), alpha=0.12)
         kl_axis.plot(x, kl.mean(axis=0), "-o", markersize=3, color=colors(index), label=method)
@@ -109,7 +110,7 @@ def hardened(methods: dict[str, list[dict[str, Any]]]) -> None:
 
     gold = task_gold(resolve_task("sentiment"), GOLD_COHERENT)
     for method, summaries in methods.items():
-        size = len(summaries[0]["log"]["step"]) // BLOCKS
+        size = block_steps(summaries[0])
         for name, (first, last) in (("first", (1, size)), ("last", ((BLOCKS - 1) * size + 1, BLOCKS * size))):
             kept = [k for s in summaries for k in s["samples"] if first <= k["step"] <= last]
             scores = gold.score([k["prompt"] for k in kept], [k["completion"] for k in kept])

@@ -184,6 +184,11 @@ class RLFrontierRow:
     train_seconds: float
 
 
+def block_steps(summary: Mapping[str, Any]) -> int:
+    """Logged steps in each of a run's BLOCKS blocks (trailing steps that do not fill a block are not read)."""
+    return len(summary["log"]["step"]) // BLOCKS
+
+
 def step_blocks(summary: Mapping[str, Any], key: str) -> list[np.ndarray]:
     """A logged column of a run's summary (gold, kl, proxy) in BLOCKS equal blocks of steps, the steps where it
     was not logged left out (gold is logged every gold_every steps)."""
@@ -220,7 +225,7 @@ def rl_frontier_table(summaries: Sequence[Mapping[str, Any]], *, resamples: int 
 
     return RLFrontierRow(
         method=str(summaries[0].get("method", "?")), seeds=len(summaries),
-        block_steps=len(summaries[0]["log"]["step"]) // BLOCKS,
+        block_steps=block_steps(summaries[0]),
         first=interval(samples[:, 0], mean[0]), peak_block=peak, peak_kl=float(kl[peak]),
         at_peak=interval(samples[:, peak], mean[peak]), at_last=interval(samples[:, -1], mean[-1]),
         last_kl=float(kl[-1]), drop=interval(samples[:, peak] - samples[:, -1], mean[peak] - mean[-1]),
