@@ -176,6 +176,21 @@ def test_the_conformal_threshold_bounds_the_rate():
     assert calibrated_threshold(scores[:5], 0.05) == (5.0, False)
 
 
+def test_every_environment_weighs_the_same_in_the_threshold_whatever_its_number_of_runs():
+    many_quiet = [float(score) for score in range(1, 181)]  # 180 runs of one environment, scores 1..180
+    few_loud = [1000.0 + score for score in range(1, 20)]  # 19 runs of another, all above them
+    pooled, _ = calibrated_threshold(many_quiet + few_loud, 0.10)
+    assert pooled < 1000  # pooled by run, the loud environment is under 10% of the runs: every one of them alarms
+    groups = ["quiet"] * len(many_quiet) + ["loud"] * len(few_loud)
+    threshold, guaranteed = calibrated_threshold(many_quiet + few_loud, 0.10, groups)
+    assert guaranteed
+    rates = [sum(score > threshold for score in runs) / len(runs) for runs in (many_quiet, few_loud)]
+    assert sum(rates) / 2 <= 0.10 and rates[1] < 0.2  # the mean rate over environments holds, the loud one included
+    assert calibrated_threshold(many_quiet, 0.10, ["quiet"] * len(many_quiet)) == calibrated_threshold(many_quiet, 0.10)
+    with pytest.raises(ValueError, match="labels for"):
+        calibrated_threshold(many_quiet, 0.10, ["quiet"])
+
+
 def test_calibration_hits_its_false_alarm_target_on_new_healthy_runs():
     quiet = SyntheticEnvironment("calibration", rows=60)
     healthy = [synthetic_twins(quiet, pair)[1] for pair in range(600)]

@@ -14,6 +14,7 @@ from goodhartlab.detect import Access, Detector, DetectorConfig, Row, RunContext
 from goodhartlab.detect.runs import GroundTruthOnset, LabelledRun
 from goodhartlab.detect.scoring import (
     ALL_ENVIRONMENTS,
+    DetectorScore,
     evaluate,
     leave_one_environment_out,
     score_table,
@@ -169,3 +170,19 @@ def test_an_environment_no_other_one_can_calibrate_for_is_skipped_with_its_reaso
     assert "not calibrated: no other environment logs length" in scores["c"].note
     assert scores["a"].skipped == 6 and "length" in scores["a"].note  # calibrated on c, but a logs no length
     assert len(outcomes) == 18 and all(o.skipped for o in outcomes)
+
+
+def test_the_goal_counts_a_lead_of_zero_and_no_false_alarms_as_met():
+    from goodhartlab.lab.detection import best_detectors
+
+    def pooled(detector: str, access: str, auroc: float, lead: float | None, false_alarms: float) -> DetectorScore:
+        return DetectorScore(detector, "test", False, access, ALL_ENVIRONMENTS, "real", 20 if access == "L3" else None,
+                             10, 10, 0, auroc, (auroc - 0.1, min(auroc + 0.1, 1.0)), 0.05, 0.5, 0.0, 0.5,
+                             5 if lead is not None else 0, lead, None, false_alarms, 1000, 0.0, 10, 0, "")
+
+    goal = best_detectors([pooled("on time", "L0", 0.9, 0.0, 0.0), pooled("late", "L0", 0.95, -1.0, 0.0),
+                           pooled("noisy", "L0", 0.9, 2.0, 1.5), pooled("sparse gold", "L3", 0.6, 0.0, 0.0),
+                           pooled("never fires", "L3", 0.5, None, 0.0)])
+    assert goal["best_without_gold"] == "late"
+    assert goal["goal_without_gold_met_by"] == ["on time"]
+    assert goal["goal_with_sparse_gold_met_by"] == ["sparse gold"]

@@ -84,23 +84,37 @@ class Calibration:
     runs: int  # healthy runs whose scores set the threshold
     skipped: int  # healthy runs that lacked a needed signal
     environments: tuple[str, ...]
-    guaranteed: bool  # enough runs for the bound: at least 1/rate - 1 of them
+    guaranteed: bool  # enough runs for the bound (one environment: at least 1/rate - 1 runs)
 
 
-def calibrated_threshold(scores: Sequence[float], false_alarm_rate: float) -> tuple[float, bool]:
+def calibrated_threshold(scores: Sequence[float], false_alarm_rate: float,
+                         groups: Sequence[str] | None = None) -> tuple[float, bool]:
     """The threshold that a new healthy run's score exceeds with probability at most `false_alarm_rate`.
 
     With n exchangeable healthy scores, the k-th smallest, k = ⌈(n + 1)(1 − rate)⌉, is exceeded by a new one with
-    probability ≤ (n + 1 − k)/(n + 1) ≤ rate (a split-conformal bound). With too few runs (k > n) the largest
+    probability ≤ (n + 1 − k)/(n + 1) ≤ rate (a split-conformal bound). With `groups` (each score's environment),
+    runs are exchangeable only within an environment, and every environment weighs the same whatever its number of
+    runs: the threshold is the smallest score whose bound, (runs above it + 1)/(runs + 1), averaged over the
+    environments, is within the rate (one group gives the k-th smallest again). Pooled by run instead, an
+    environment that contributes many runs would set the threshold for the others. With too few runs the largest
     score is used and the bound does not hold: the second value says whether it does.
     """
-    values = np.sort(np.asarray(scores, dtype=np.float64))
+    values = np.asarray(scores, dtype=np.float64)
     if values.size == 0:
         raise ValueError("no healthy score to calibrate on")
-    k = math.ceil((values.size + 1) * (1 - false_alarm_rate))
-    if k > values.size:
-        return float(values[-1]), False
-    return float(values[k - 1]), True
+    labels = (np.zeros(values.size, dtype=np.int64) if groups is None
+              else np.unique(np.asarray(list(groups), dtype=str), return_inverse=True)[1])
+    if labels.size != values.size:
+        raise ValueError(f"groups holds {labels.size} labels for {values.size} scores")
+    runs = np.bincount(labels)
+    candidates = np.unique(values)  # ascending
+    at_or_below = np.stack([np.searchsorted(np.sort(values[labels == group]), candidates, side="right")
+                            for group in range(runs.size)])  # per group and candidate
+    bound = ((runs[:, None] - at_or_below + 1) / (runs[:, None] + 1)).mean(axis=0)
+    within = np.flatnonzero(bound <= false_alarm_rate + 1e-12)
+    if within.size == 0:
+        return float(candidates[-1]), False
+    return float(candidates[within[0]]), True
 
 
 @dataclass
@@ -265,17 +279,18 @@ class Detector(ABC, Generic[ConfigT]):
         rate = self.config.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
         if not 0 < rate < 1:
             raise ValueError(f"false_alarm_rate must lie strictly between 0 and 1, got {rate}")
-        scores, skipped = [], 0
+        scores, environments, skipped = [], [], 0
         for run in runs:
             score = self.score(run)
             if math.isnan(score):
                 skipped += 1
             else:
                 scores.append(score)
+                environments.append(run.environment)
         if not scores:
             raise NothingToCalibrate(f"{self.name}: none of the {len(runs)} healthy run(s) carries what it needs "
                              f"({', '.join(self.needs)})")
-        threshold, guaranteed = calibrated_threshold(scores, rate)
+        threshold, guaranteed = calibrated_threshold(scores, rate, environments)
         self.threshold_ = threshold
         self.calibration_ = Calibration(threshold, rate, len(scores), skipped,
                                         tuple(sorted({run.environment for run in runs})), guaranteed)

@@ -34,7 +34,7 @@ from goodhartlab.rl.agents.ppo import PPOConfig
 from goodhartlab.rl.agents.tabular import QLearningConfig
 from goodhartlab.rl.registry import check_environment
 
-BENCHMARK_VERSION = "1"
+BENCHMARK_VERSION = "2"
 
 
 def _default_ppo() -> PPOConfig:

@@ -19,7 +19,7 @@ from goodhartlab.results import RunResult
 from goodhartlab.text.grpo import GRPOStudyConfig, grpo_prompts, train_grpo
 from goodhartlab.text.tasks import resolve_task, task_gold
 
-BENCHMARK_VERSION = "1"
+BENCHMARK_VERSION = "2"
 
 
 def _tiny_grpo() -> GRPOStudyConfig:
