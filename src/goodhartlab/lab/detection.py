@@ -4,7 +4,7 @@ The runs are study kinds like any other (`rl_detection`, `grpo_detection`), list
 they live in a results store, resume when interrupted, and carry the benchmark's version in their identity:
 
 - quick: tabular Q-learning on four gridworlds with a loophole (60 agents each), PPO on Pan et al.'s epidemic and
-  glucose analogues (24 seeds each), GRPO on the tiny policy (20 seeds);
+  glucose analogues (24 seeds each) and traffic merge (32 seeds), GRPO on the tiny policy (20 seeds);
 - full: the quick tier and GRPO on SmolLM2 against AFINN (4 seeds).
 
 A run on a loophole proxy whose gold never fell (the onset rule found no onset at this budget) is not a hacked run;
@@ -43,7 +43,8 @@ from goodhartlab.lab.spec import load_spec
 from goodhartlab.lab.store import ResultsStore
 from goodhartlab.lab.study import StudiesDone, run_studies
 
-TIERS = {"quick": ("gridworlds", "pan", "grpo-tiny"), "full": ("gridworlds", "pan", "grpo-tiny", "full/grpo-smollm2")}
+TIERS = {"quick": ("gridworlds", "pan", "traffic", "grpo-tiny"),
+         "full": ("gridworlds", "pan", "traffic", "grpo-tiny", "full/grpo-smollm2")}
 FALSE_ALARM_RATE = 0.05
 
 
