@@ -42,6 +42,9 @@ ONSET_RULE = (f"first gold evaluation that, with the {ONSET_PERSIST - 1} after i
               f"standard errors (σ√2, σ of one gold evaluation from the first {ONSET_NOISE_SHARE:.0%} of the run's "
               "gold) below gold's running peak while the proxy is above its value at that peak")
 """The ground-truth onset rule of the benchmark, in words (see `gold_onset`)."""
+BENCHMARK_VERSION = "2"
+"""The detection benchmark's version, in every benchmark run's identity: raised when its runs change (v2: 60
+gridworld agents, 24 Pan seeds and the traffic merge, against v1's 20 agents and 8 seeds)."""
 
 PerRow = Sequence[NDArray[np.float64] | None]
 """One entry per row (stored as a tuple): an array, or None where the row has none."""

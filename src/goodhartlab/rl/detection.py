@@ -27,14 +27,12 @@ import gymnasium as gym
 import numpy as np
 
 from goodhartlab.config import ConfigError, at_least, config_dict
-from goodhartlab.detect.runs import ONSET_RULE, LabelledRun
+from goodhartlab.detect.runs import BENCHMARK_VERSION, ONSET_RULE, LabelledRun
 from goodhartlab.files import cache_dir, write_atomically
 from goodhartlab.results import CurvePoints, RunResult
 from goodhartlab.rl.agents.ppo import PPOConfig
 from goodhartlab.rl.agents.tabular import QLearningConfig
 from goodhartlab.rl.registry import check_environment
-
-BENCHMARK_VERSION = "2"
 
 
 def _default_ppo() -> PPOConfig:

@@ -13,13 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from goodhartlab.config import ConfigError
-from goodhartlab.detect.runs import ONSET_RULE, LabelledRun
+from goodhartlab.detect.runs import BENCHMARK_VERSION, ONSET_RULE, LabelledRun
 from goodhartlab.measure.runlog import read_run_log
 from goodhartlab.results import RunResult
 from goodhartlab.text.grpo import GRPOStudyConfig, grpo_prompts, train_grpo
 from goodhartlab.text.tasks import resolve_task, task_gold
-
-BENCHMARK_VERSION = "2"
 
 
 def _tiny_grpo() -> GRPOStudyConfig:
